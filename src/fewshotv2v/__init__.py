@@ -1,0 +1,30 @@
+"""fewshotv2v: few-shot video-to-video synthesis (Wang et al., NeurIPS 2019) in pure PyTorch.
+
+Importing the package is cheap: torch and the heavy modules load on first use of an attribute.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Public names -> the module that defines them, imported lazily (PEP 562) so that
+# `import fewshotv2v` and `fsv2v --help` do not pay for importing torch.
+_LAZY = {
+    "ModelConfig": "fewshotv2v.config",
+    "Generator": "fewshotv2v.models.generator",
+    "FewShotV2VError": "fewshotv2v.errors",
+    "Settings": "fewshotv2v.settings",
+    "Pipeline": "fewshotv2v.pipeline",
+}
+
+__all__ = ["__version__", "ModelConfig", "Generator", "FewShotV2VError", "Settings", "Pipeline"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fewshotv2v' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""CLI commands, one module each. Thin: parse options, call the library, print results."""

@@ -1,0 +1,159 @@
+"""Runtime settings (never the architecture: that is `ModelConfig`, stored beside the weights).
+
+Precedence, highest first: CLI options > environment (`FSV2V_*`, nested with `__`) > TOML file > defaults.
+The TOML file is `$FSV2V_CONFIG`, else `~/.config/fewshotv2v/config.toml` if it exists; a file named
+explicitly (`--config`/`FSV2V_CONFIG`) must exist.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from fewshotv2v.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("~/.config/fewshotv2v/config.toml")
+DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
+
+
+def _default_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "fewshotv2v"
+
+
+class HubSettings(BaseSettings):
+    """Where weights come from. `FSV2V_HUB__ENDPOINT`, `FSV2V_HUB__OFFLINE`, ..."""
+
+    endpoint: str = DEFAULT_HUB_ENDPOINT
+    offline: bool = False
+    # None: use HF_TOKEN or the stored `hf auth login` token if there is one. Never printed.
+    token: str | None = Field(default=None, repr=False)
+    etag_timeout: float = 10.0
+
+
+class Settings(BaseSettings):
+    """Runtime settings: device, dtype, cache folder, Hub access, keypoint backend."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FSV2V_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    device: Literal["auto", "cpu", "cuda", "mps"] | str = "auto"
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    backend: Literal["mediapipe", "dwpose"] = "mediapipe"
+    model: str = "demo"
+    hub: HubSettings = Field(default_factory=HubSettings)
+
+    # Filled in by `load_settings` before construction; class-level so the source hook can see it.
+    _toml_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _CURRENT_TOML.get("path")
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.cache_dir).expanduser() / "models"
+
+    @property
+    def hub_cache_dir(self) -> Path:
+        return Path(self.cache_dir).expanduser() / "hub"
+
+
+_CURRENT_TOML: dict[str, Path | None] = {"path": None}
+
+
+def _resolve_config_file(config_file: str | Path | None) -> Path | None:
+    explicit = config_file if config_file is not None else os.environ.get("FSV2V_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            # pydantic-settings silently ignores a missing TOML file: a named one must exist.
+            raise ConfigError(f"settings file not found: {path}")
+        return path
+    default = DEFAULT_CONFIG_FILE.expanduser()
+    return default if default.is_file() else None
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build `Settings` with CLI `overrides` (None values are ignored: unset flags never win)."""
+    from pydantic import ValidationError
+
+    path = _resolve_config_file(config_file)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    _CURRENT_TOML["path"] = path
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        src = f" (from {path})" if path else ""
+        raise ConfigError(f"invalid setting {where}: {first['msg']}{src}") from exc
+    except Exception as exc:  # malformed TOML
+        if path is not None and exc.__class__.__name__ in {"TOMLDecodeError"}:
+            raise ConfigError(f"cannot parse settings file {path}: {exc}") from exc
+        raise
+    finally:
+        _CURRENT_TOML["path"] = None
+
+
+def resolve_device(name: str = "auto"):
+    """'auto' -> cuda if available, else mps, else cpu. Raises DeviceError for unavailable devices."""
+    import torch
+
+    from fewshotv2v.errors import DeviceError
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise DeviceError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device 'cuda' requested but CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError("device 'mps' requested but MPS is not available on this machine")
+    return device
+
+
+def resolve_dtype(name: str, device=None):
+    """'fp32'|'bf16'|'fp16' -> torch dtype; half precision needs an accelerator."""
+    import torch
+
+    from fewshotv2v.errors import DeviceError
+
+    table = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if name not in table:
+        raise DeviceError(f"unknown dtype {name!r} (use fp32, bf16 or fp16)")
+    dtype = table[name]
+    if device is not None and getattr(device, "type", device) == "cpu" and dtype == torch.float16:
+        raise DeviceError("fp16 is not supported on CPU; use fp32 or bf16")
+    return dtype
