@@ -1,0 +1,214 @@
+"""PyAV reader / writer: round trips, timing, rotation, audio passthrough, atomic output, bad inputs."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from fewshotv2v import video as V
+from fewshotv2v.errors import InputError, OutputExistsError
+
+
+def _frames(n: int, h: int = 32, w: int = 48):
+    """Frames whose mean brightness encodes the index (survives H.264)."""
+    for i in range(n):
+        yield np.full((h, w, 3), 20 + 20 * i, np.uint8)
+
+
+def _audio_duration(path) -> float | None:
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return None
+        total = 0.0
+        for packet in c.demux(c.streams.audio[0]):
+            if packet.size and packet.pts is not None:
+                total = max(total, float((packet.pts + packet.duration) * packet.time_base))
+        return total
+
+
+def test_round_trip_frame_count_fps_and_content(tmp_path):
+    src = V.write_test_video(tmp_path / "a.mp4", _frames(10), fps=10)
+    info = V.probe(src)
+    assert (info.fps, info.width, info.height, info.num_frames) == (10.0, 48, 32, 10)
+    assert not info.has_audio and not info.is_image
+    reader = V.VideoReader(src)
+    frames = list(reader)
+    assert [f.index for f in frames] == list(range(10))
+    assert np.allclose([f.time for f in frames], np.arange(10) / 10)
+    assert [round(f.image.mean() / 20) for f in frames] == [1 + i for i in range(10)]
+    assert reader.skipped_frames == 0
+
+
+def test_start_end_max_frames_and_resize(tmp_path):
+    src = V.write_test_video(tmp_path / "a.mp4", _frames(10), fps=10)
+    got = list(V.read_frames(src, start=0.3, end=0.7))
+    assert np.allclose([f.time for f in got], [0.3, 0.4, 0.5, 0.6])
+    assert [f.index for f in got] == [0, 1, 2, 3]
+    assert len(list(V.read_frames(src, max_frames=3))) == 3
+    assert next(V.read_frames(src, size=(24, 16))).image.shape == (16, 24, 3)
+    assert next(V.read_frames(src, max_size=24)).image.shape == (16, 24, 3)
+
+
+def test_vfr_timestamps_and_resampling(tmp_path):
+    times = [0.0, 0.1, 0.35, 0.4, 0.9]
+    src = V.write_test_video(tmp_path / "vfr.mp4", _frames(5), fps=10, times=times)
+    got = list(V.read_frames(src))
+    assert np.allclose([f.time for f in got], times, atol=1e-3)
+    # Resampled to 10 fps by nearest timestamp: the frame at 0.4 covers 0.4..0.6, then 0.9 takes over and,
+    # as the last frame, lasts as long as the interval before it (0.5 s, to 1.4 s).
+    res = list(V.read_frames(src, fps=10))
+    assert np.allclose([f.time for f in res], np.arange(len(res)) / 10)
+    brightness = [round(f.image.mean() / 20) for f in res]
+    assert brightness == [1, 2, 2, 3, 4, 4, 4] + [5] * 7
+
+
+def test_rotation_metadata_is_applied_clockwise_for_minus_90(tmp_path):
+    img = np.zeros((32, 64, 3), np.uint8)
+    img[:16, :16] = 255  # bright top-left corner
+    src = V.write_test_video(tmp_path / "rot.mp4", iter([img, img]), fps=10, rotation=-90)
+    info = V.probe(src)
+    assert info.rotation == -90 and (info.width, info.height) == (32, 64)
+    out = next(V.read_frames(src)).image
+    # FFmpeg shows rotation -90 (portrait phone video) turned clockwise: top-left goes to top-right.
+    assert out.shape == (64, 32, 3)
+    assert out[:16, -16:].mean() > 200 and out[:16, :16].mean() < 50
+    assert V.rotate_image(img, -90).shape == (64, 32, 3)
+    assert np.array_equal(V.rotate_image(img, 90), np.rot90(img))
+    # Resize on decode gives the requested displayed size.
+    assert next(V.read_frames(src, size=(16, 32))).image.shape == (32, 16, 3)
+
+
+def test_writer_pads_odd_sizes_and_is_atomic(tmp_path):
+    out = tmp_path / "o.mp4"
+    with V.VideoWriter(out, 12.5) as w:
+        for f in _frames(5, 33, 47):
+            assert not out.exists()  # only the temp file exists while writing
+            w.write(f)
+    info = V.probe(out)
+    assert (info.width, info.height, info.num_frames, info.fps) == (48, 34, 5, 12.5)
+    assert [p.name for p in tmp_path.iterdir()] == ["o.mp4"]
+    data = out.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # +faststart: the index comes first
+    with pytest.raises(OutputExistsError):
+        V.VideoWriter(out, 10)
+    with V.VideoWriter(out, 10, overwrite=True) as w:
+        w.write(np.zeros((8, 8, 3), np.uint8))
+    assert V.probe(out).num_frames == 1
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_writer_exception_leaves_no_file(tmp_path, exc):
+    out = tmp_path / "o.mp4"
+    with pytest.raises(exc), V.VideoWriter(out, 10) as w:
+        w.write(np.zeros((16, 16, 3), np.uint8))
+        raise exc()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_missing_folder(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        V.VideoWriter(tmp_path / "nope" / "o.mp4", 10)
+
+
+def test_audio_passthrough_trimmed_and_offset(tmp_path):
+    src = V.write_test_video(tmp_path / "s.mp4", _frames(20), fps=10, tone_hz=440)
+    assert V.probe(src).has_audio and _audio_duration(src) == pytest.approx(2.0, abs=0.1)
+    out = tmp_path / "o.mp4"
+    with V.VideoWriter(out, 10, audio_from=src, audio_offset=0.5) as w:
+        for f in V.read_frames(src, start=0.5, end=1.5):
+            w.write(f.image)
+    assert V.probe(out).num_frames == 10
+    with av.open(str(out)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
+    duration = _audio_duration(out)
+    # Kept, starts at 0, and trimmed to the 1 s video (to within one AAC packet of 1024 samples).
+    assert duration is not None and 0.9 <= duration <= 1.0 + 1024 / 16000 + 1e-6
+    with av.open(str(out)) as c:
+        first = next(p for p in c.demux(c.streams.audio[0]) if p.size)
+        assert float(first.pts * first.time_base) < 0.07
+
+
+def test_audio_transcoded_to_aac_when_mp4_refuses_codec(tmp_path):
+    src = V.write_test_video(tmp_path / "s.mkv", _frames(10), fps=10, tone_hz=300, audio_codec="pcm_s16le")
+    out = tmp_path / "o.mp4"
+    with V.VideoWriter(out, 10, audio_from=src) as w:
+        for f in V.read_frames(src):
+            w.write(f.image)
+    with av.open(str(out)) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+    assert 0.8 <= _audio_duration(out) <= 1.1
+
+
+def test_images_and_frame_folders(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    V.write_image(tmp_path / "x.png", img)
+    assert np.array_equal(V.read_image(tmp_path / "x.png"), img)
+    V.write_image(tmp_path / "x.jpg", np.full((20, 30, 3), 100, np.uint8))
+    assert abs(V.read_image(tmp_path / "x.jpg").astype(int) - 100).max() <= 2
+    frames = list(V.read_frames(tmp_path / "x.png"))
+    assert len(frames) == 1 and frames[0].time == 0.0
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in (1, 2, 10):  # natural order: 2 before 10
+        V.write_image(folder / f"f{i}.png", np.full((8, 8, 3), i * 10, np.uint8))
+    got = list(V.read_frames(folder, folder_fps=5))
+    assert [int(f.image[0, 0, 0]) for f in got] == [10, 20, 100]
+    assert np.allclose([f.time for f in got], [0, 0.2, 0.4])
+    assert V.probe(folder).num_frames == 3
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("garbage.mp4", b"not a video at all" * 20, "not a video"),
+        ("empty.mp4", b"", "not a video"),
+        ("missing.mp4", None, "not found"),
+    ],
+)
+def test_bad_inputs_raise_input_error(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        list(V.read_frames(path))
+    with pytest.raises(InputError, match=message):
+        V.probe(path)
+
+
+def test_video_with_zero_frames(tmp_path):
+    path = tmp_path / "zero.avi"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width = stream.height = 16
+        out.start_encoding()
+    with pytest.raises(InputError, match="no decodable frames"):
+        list(V.read_frames(path))
+    with pytest.raises(InputError, match="no decodable frames"):
+        V.probe(path)
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    path = tmp_path / "a.m4a"
+    with av.open(str(path), "w", format="mp4") as out:
+        tone = V._Tone(out, 440, 16000, "aac")
+        tone.write_until(0.3)
+        tone.flush()
+    with pytest.raises(InputError, match="no video stream"):
+        list(V.read_frames(path))
+
+
+def test_corrupt_frames_mid_file_are_skipped_and_counted(tmp_path):
+    rng = np.random.default_rng(0)
+    noisy = (rng.integers(0, 255, (32, 48, 3), dtype=np.uint8) for _ in range(12))
+    src = V.write_test_video(tmp_path / "a.mp4", noisy, fps=10)
+    data = bytearray(src.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 1500] = b"\x55" * 1500  # damage the middle of the mdat
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    reader = V.VideoReader(bad)
+    frames = list(reader)
+    assert 0 < len(frames) < 12
+    assert reader.skipped_frames > 0
