@@ -1,0 +1,164 @@
+"""mediapipe Holistic -> canonical keypoints (extra ``[pose]``; mediapipe 0.10.21, whose wheel ships the
+legacy ``mp.solutions`` models, so nothing is downloaded at run time).
+
+Holistic finds the most prominent person: 33 body points, a 478-point face mesh (with
+``refine_face_landmarks``: 468 + 10 iris points), two 21-point hands and a soft segmentation mask. Mapping
+to the canonical OpenPose layout (docs/semantics.md):
+
+- BODY_25 from the 33 body points; neck = mid-shoulders, mid-hip = mid-hips, heels = heels,
+  big toe = foot-index point. mediapipe has no small toe: it is placed 80 % of the way from the heel to
+  the foot index and moved sideways (away from the body's mid-line) by a quarter of the heel-toe
+  distance, which is where the fifth toe sits on a foot seen from the front or the side.
+- Face: 68 iBUG points through the index table ``MESH_TO_IBUG68`` + the two iris centres (468, 473) as
+  pupils.
+- Hands: 1:1 (mediapipe and OpenPose share the 21-point topology); Holistic's left / right hand is the
+  person's own, as in OpenPose.
+
+Confidences: body = mediapipe visibility (points under 0.5 are dropped), face and hands = 1 when found.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fewshotv2v.errors import require
+from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics.backends.base import Backend, Detection, check_image
+
+# BODY_25 index -> mediapipe pose index (neck, mid-hip and small toes are derived).
+MP_TO_BODY25 = {
+    K.NOSE: 0, K.R_SHOULDER: 12, K.R_ELBOW: 14, K.R_WRIST: 16, K.L_SHOULDER: 11, K.L_ELBOW: 13,
+    K.L_WRIST: 15, K.R_HIP: 24, K.R_KNEE: 26, K.R_ANKLE: 28, K.L_HIP: 23, K.L_KNEE: 25, K.L_ANKLE: 27,
+    K.R_EYE: 5, K.L_EYE: 2, K.R_EAR: 8, K.L_EAR: 7, K.L_BIG_TOE: 31, K.L_HEEL: 29, K.R_BIG_TOE: 32,
+    K.R_HEEL: 30,
+}  # fmt: skip
+
+# iBUG-68 point i -> face-mesh vertex (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, lips 48-67).
+MESH_TO_IBUG68 = (
+    127, 234, 93, 132, 58, 136, 150, 176, 152, 400, 379, 365, 288, 361, 323, 454, 356,
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+    168, 197, 5, 4, 75, 97, 2, 326, 305,
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
+    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181, 78, 82, 13, 312, 308, 317, 14, 87,
+)  # fmt: skip
+MESH_R_IRIS, MESH_L_IRIS = 468, 473  # iris centres (refined mesh): person's right, left
+
+
+def _small_toe(heel: np.ndarray, toe: np.ndarray, mid_x: float) -> np.ndarray:
+    """Estimate the small toe from heel and foot index ``(x, y)`` (see the module docstring)."""
+    axis = toe - heel
+    length = float(np.hypot(*axis))
+    if length < 1e-6:
+        return toe.copy()
+    normal = np.array([-axis[1], axis[0]]) / length
+    if normal[0] * (toe[0] - mid_x) < 0:  # point away from the body's mid-line
+        normal = -normal
+    return heel + 0.8 * axis + 0.25 * length * normal
+
+
+def holistic_to_canonical(
+    pose: np.ndarray | None,
+    face: np.ndarray | None,
+    left_hand: np.ndarray | None,
+    right_hand: np.ndarray | None,
+    image_hw: tuple[int, int],
+    *,
+    min_visibility: float = 0.5,
+) -> np.ndarray:
+    """Map Holistic landmarks (normalised coordinates) to canonical ``(137, 3)`` pixels.
+
+    ``pose (33, 4)``: x, y, z, visibility; ``face (468|478, 3)``; hands ``(21, 3)``; each may be None.
+    Body points with visibility under ``min_visibility`` (0.5, mediapipe's own drawing threshold) are
+    marked missing: mediapipe extrapolates hidden and off-image joints with low visibility, and those
+    guesses would stretch the person crop and draw phantom limbs.
+    """
+    h, w = image_hw
+    out = K.empty()
+    scale = np.array([w, h], np.float32)
+    if pose is not None:
+        pose = np.asarray(pose, np.float32)
+        xy = pose[:, :2] * scale  # (33, 2) pixels
+        vis = np.clip(pose[:, 3], 0.0, 1.0) if pose.shape[1] > 3 else np.ones(len(pose), np.float32)
+        for b, m in MP_TO_BODY25.items():
+            out[b] = (*xy[m], vis[m])
+        for b, (i, j) in ((K.NECK, (11, 12)), (K.MID_HIP, (23, 24))):
+            out[b] = (*(xy[i] + xy[j]) / 2, min(vis[i], vis[j]))
+        mid_x = float(out[K.MID_HIP, 0])
+        for toe, heel, small in ((31, 29, K.L_SMALL_TOE), (32, 30, K.R_SMALL_TOE)):
+            out[small] = (*_small_toe(xy[heel], xy[toe], mid_x), min(vis[heel], vis[toe]))
+        out[K.BODY][out[K.BODY, 2] < min_visibility] = 0.0
+    if face is not None:
+        face = np.asarray(face, np.float32)
+        pts = face[list(MESH_TO_IBUG68), :2] * scale
+        out[25:93, :2], out[25:93, 2] = pts, 1.0
+        if len(face) >= 478:
+            out[25 + K.R_PUPIL] = (*face[MESH_R_IRIS, :2] * scale, 1.0)
+            out[25 + K.L_PUPIL] = (*face[MESH_L_IRIS, :2] * scale, 1.0)
+    for part, hand in ((K.LEFT_HAND, left_hand), (K.RIGHT_HAND, right_hand)):
+        if hand is not None:
+            hand = np.asarray(hand, np.float32)
+            out[part, :2], out[part, 2] = hand[:, :2] * scale, 1.0
+    return out
+
+
+def _as_array(landmarks, with_visibility: bool = False) -> np.ndarray | None:
+    """A mediapipe ``NormalizedLandmarkList`` -> ``(N, 3|4)`` float32 (None stays None)."""
+    if landmarks is None:
+        return None
+    rows = [
+        (lm.x, lm.y, lm.z, lm.visibility) if with_visibility else (lm.x, lm.y, lm.z)
+        for lm in landmarks.landmark
+    ]
+    return np.asarray(rows, np.float32)
+
+
+class MediaPipeBackend(Backend):
+    """Single-person whole-body keypoints + person mask with mediapipe Holistic (``model_complexity=1``,
+    the model shipped in the wheel). ``static_image_mode=True`` for unrelated images; the default video
+    mode tracks between frames (call :meth:`close` or use a new backend per video)."""
+
+    name = "mediapipe"
+
+    def __init__(
+        self,
+        *,
+        static_image_mode: bool = False,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+        segmentation: bool = True,
+        refine_face_landmarks: bool = True,
+        min_visibility: float = 0.5,
+    ) -> None:
+        mp = require("mediapipe", "pose")
+        self._segmentation = segmentation
+        self._min_visibility = min_visibility
+        self._holistic = mp.solutions.holistic.Holistic(
+            static_image_mode=static_image_mode,
+            model_complexity=1,
+            smooth_landmarks=True,
+            enable_segmentation=segmentation,
+            refine_face_landmarks=refine_face_landmarks,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+        )
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """``image`` uint8 RGB ``(H, W, 3)`` -> zero or one :class:`Detection`."""
+        img = check_image(image)
+        res = self._holistic.process(img)
+        pose = _as_array(res.pose_landmarks, with_visibility=True)
+        face = _as_array(res.face_landmarks)
+        lh, rh = _as_array(res.left_hand_landmarks), _as_array(res.right_hand_landmarks)
+        if pose is None and face is None and lh is None and rh is None:
+            return []
+        kps = holistic_to_canonical(pose, face, lh, rh, img.shape[:2], min_visibility=self._min_visibility)
+        mask = None
+        if self._segmentation and getattr(res, "segmentation_mask", None) is not None:
+            mask = np.clip(np.asarray(res.segmentation_mask, np.float32), 0.0, 1.0)
+        score = float(pose[:, 3].clip(0, 1).mean()) if pose is not None else 0.5
+        return [Detection(kps, mask=mask, score=score)]
+
+    def close(self) -> None:
+        if self._holistic is not None:
+            self._holistic.close()
+            self._holistic = None

@@ -1,0 +1,95 @@
+"""Follow one person through a video (pose mode drives the synthesis with a single person).
+
+:class:`PersonTracker` picks the person on the first frame where someone is found (the largest box, or the
+``person_index``-th person counted from the left, the CLI's ``--person INDEX``) and then, frame after
+frame, keeps the detection that overlaps the last known box most (IoU), falling back to the mean keypoint
+distance when boxes barely overlap (fast motion). Frames where the person is not found are recorded in
+``lost_frames``; after ``reacquire_after`` consecutive lost frames the first-frame rule is applied again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fewshotv2v.semantics.backends.base import Detection
+from fewshotv2v.semantics.keypoints import valid_mask
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def keypoint_distance(a: np.ndarray, b: np.ndarray, threshold: float = 0.01) -> float:
+    """Mean distance (pixels) between the points valid in both ``(137, 3)`` arrays; inf if none shared."""
+    both = valid_mask(a, threshold) & valid_mask(b, threshold)
+    if not both.any():
+        return float("inf")
+    return float(np.linalg.norm(a[both, :2] - b[both, :2], axis=1).mean())
+
+
+class PersonTracker:
+    """Choose one person and keep it across frames.
+
+    ``update(detections) -> Detection | None`` is called once per frame, in order. ``iou_threshold``: least
+    IoU with the last box to count as the same person; ``max_distance``: otherwise, the largest mean
+    keypoint distance accepted, as a fraction of the last box's diagonal.
+    """
+
+    def __init__(
+        self,
+        person_index: int | None = None,
+        *,
+        iou_threshold: float = 0.3,
+        max_distance: float = 0.25,
+        reacquire_after: int = 30,
+    ) -> None:
+        self.person_index = person_index
+        self.iou_threshold, self.max_distance = iou_threshold, max_distance
+        self.reacquire_after = reacquire_after
+        self.frame = -1
+        self.lost_frames: list[int] = []
+        self._last: Detection | None = None
+        self._lost_run = 0
+
+    @property
+    def num_lost(self) -> int:
+        return len(self.lost_frames)
+
+    def _initial(self, detections: list[Detection]) -> Detection | None:
+        if self.person_index is None:
+            return max(detections, key=lambda d: d.area)
+        left_to_right = sorted(detections, key=lambda d: float(d.bbox[0] + d.bbox[2]))
+        return left_to_right[self.person_index] if self.person_index < len(left_to_right) else None
+
+    def _match(self, detections: list[Detection]) -> Detection | None:
+        last = self._last
+        ious = [box_iou(last.bbox, d.bbox) for d in detections]
+        best = int(np.argmax(ious))
+        if ious[best] >= self.iou_threshold:
+            return detections[best]
+        x0, y0, x1, y1 = last.bbox
+        diag = max(1.0, float(np.hypot(x1 - x0, y1 - y0)))
+        dists = [keypoint_distance(last.keypoints, d.keypoints) for d in detections]
+        best = int(np.argmin(dists))
+        return detections[best] if dists[best] <= self.max_distance * diag else None
+
+    def update(self, detections: list[Detection]) -> Detection | None:
+        """The tracked person in this frame, or None (the frame is added to ``lost_frames``)."""
+        self.frame += 1
+        chosen = None
+        if detections:
+            if self._last is None or self._lost_run >= self.reacquire_after:
+                chosen = self._initial(detections)
+            else:
+                chosen = self._match(detections)
+        if chosen is None:
+            self.lost_frames.append(self.frame)
+            self._lost_run += 1
+            return None
+        self._last, self._lost_run = chosen, 0
+        return chosen

@@ -1,0 +1,85 @@
+"""One-Euro and median filters over canonical keypoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fewshotv2v.errors import ConfigError
+from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics.smoothing import MedianFilter, OneEuroFilter, make_filter, smooth_sequence
+
+
+def _jittery_static(n=120, sigma=2.0, seed=0):
+    rng = np.random.default_rng(seed)
+    seq = np.zeros((n, 137, 3), np.float32)
+    seq[:, :, 0], seq[:, :, 1], seq[:, :, 2] = 100.0, 50.0, 1.0
+    seq[:, :, :2] += rng.normal(0, sigma, (n, 137, 2))
+    return seq
+
+
+def test_one_euro_removes_jitter_at_rest():
+    seq = _jittery_static()
+    out = smooth_sequence(seq, "one_euro", fps=30.0, min_cutoff=1.0, beta=0.0)
+    raw_err = np.abs(seq[30:, :, 0] - 100).mean()
+    filt_err = np.abs(out[30:, :, 0] - 100).mean()
+    assert filt_err < 0.5 * raw_err
+    np.testing.assert_array_equal(out[..., 2], seq[..., 2])  # confidences untouched
+
+
+def test_one_euro_beta_reduces_lag_on_fast_motion():
+    t = np.arange(60) / 30.0
+    seq = np.zeros((60, 137, 3), np.float32)
+    seq[:, :, 0], seq[:, :, 1], seq[:, :, 2] = (300.0 * t)[:, None], 10.0, 1.0  # 300 px/s
+    slow = smooth_sequence(seq, fps=30.0, min_cutoff=1.0, beta=0.0)
+    fast = smooth_sequence(seq, fps=30.0, min_cutoff=1.0, beta=0.05)
+    lag_slow = seq[-1, 0, 0] - slow[-1, 0, 0]
+    lag_fast = seq[-1, 0, 0] - fast[-1, 0, 0]
+    assert lag_slow > 10 and 0 <= lag_fast < 0.3 * lag_slow
+
+
+def test_one_euro_missing_points_restart():
+    f = OneEuroFilter(fps=30.0, min_cutoff=0.5, beta=0.0)
+    k = K.empty()
+    k[0] = (10, 10, 1)
+    f(k)
+    for _ in range(5):
+        f(k)
+    gone = K.empty()
+    out = f(gone)
+    assert (out == 0).all()  # missing stays missing
+    back = K.empty()
+    back[0] = (200, 200, 1)  # reappears far away: no sliding in from the old place
+    np.testing.assert_allclose(f(back)[0], (200, 200, 1))
+    # Timestamps: a long gap gives a larger step towards the new value than a short one.
+    a, b = OneEuroFilter(min_cutoff=1.0), OneEuroFilter(min_cutoff=1.0)
+    k0, k1 = K.empty(), K.empty()
+    k0[0], k1[0] = (0, 0, 1), (10, 0, 1)
+    a(k0, 0.0), b(k0, 0.0)
+    assert a(k1, 1.0)[0, 0] > b(k1, 0.01)[0, 0]
+
+
+def test_median_filter():
+    f = MedianFilter(window=3)
+    vals = [0.0, 0.0, 50.0, 0.0, 0.0]  # one outlier frame
+    outs = []
+    for v in vals:
+        k = K.empty()
+        k[0] = (v, v, 1)
+        outs.append(f(k)[0, 0])
+    assert max(outs) == 0.0  # the spike is removed
+    k = K.empty()
+    assert (f(k) == 0).all()  # missing stays missing
+    seq = _jittery_static(40)
+    out = smooth_sequence(seq, "median", window=5)
+    assert np.abs(out[10:, :, 0] - 100).mean() < np.abs(seq[10:, :, 0] - 100).mean()
+
+
+def test_bad_parameters():
+    with pytest.raises(ConfigError):
+        OneEuroFilter(min_cutoff=0)
+    with pytest.raises(ConfigError):
+        MedianFilter(window=0)
+    with pytest.raises(ConfigError):
+        make_filter("kalman")
+    assert smooth_sequence(np.zeros((0, 137, 3), np.float32)).shape == (0, 137, 3)

@@ -1,0 +1,69 @@
+"""PersonTracker: choose a person and keep it across frames."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics.backends.base import Detection
+from fewshotv2v.semantics.tracking import PersonTracker, box_iou
+
+
+def person_at(x: float, y: float = 100.0, h: float = 100.0) -> Detection:
+    k = K.empty()
+    k[K.NOSE] = (x, y - h / 2, 1)
+    k[K.NECK] = (x, y - h / 2 + 10, 1)
+    k[K.R_ANKLE] = (x - 0.15 * h, y + h / 2, 1)
+    k[K.L_ANKLE] = (x + 0.15 * h, y + h / 2, 1)
+    return Detection(k)
+
+
+def test_box_iou():
+    assert box_iou(np.array([0, 0, 10, 10.0]), np.array([0, 0, 10, 10.0])) == 1.0
+    assert box_iou(np.array([0, 0, 10, 10.0]), np.array([5, 0, 15, 10.0])) == 1 / 3
+    assert box_iou(np.array([0, 0, 1, 1.0]), np.array([5, 5, 6, 6.0])) == 0.0
+
+
+def test_largest_person_is_followed_when_people_swap_order():
+    tr = PersonTracker()
+    # Frame 0: the tall person (h = 160) at x = 100 is chosen.
+    first = tr.update([person_at(300, h=80), person_at(100, h=160)])
+    assert first.bbox[0] < 200
+    # The followed person walks right and shrinks; the other one grows: still the same track.
+    x = 100.0
+    for step in range(1, 10):
+        x += 8
+        me = person_at(x, h=160 - 3 * step)
+        other = person_at(300 - 5 * step, h=80 + 10 * step)
+        got = tr.update([other, me])
+        assert got is me
+    assert tr.lost_frames == []
+
+
+def test_person_index_left_to_right_and_lost_frames():
+    tr = PersonTracker(person_index=1)
+    a, b, c = person_at(50), person_at(200), person_at(350)
+    assert tr.update([c, a, b]) is b  # second from the left
+    assert tr.update([]) is None  # nobody
+    assert tr.update([person_at(600)]) is None  # someone else, far away
+    back = person_at(205)
+    assert tr.update([person_at(40), back]) is back
+    assert tr.lost_frames == [1, 2] and tr.num_lost == 2
+
+
+def test_keypoint_distance_fallback_and_reacquire():
+    tr = PersonTracker(iou_threshold=0.9, max_distance=0.25, reacquire_after=2)
+    tr.update([person_at(100)])
+    moved = person_at(115)  # IoU < 0.9 but keypoints ~15 px away, well under 0.25 x diagonal
+    assert tr.update([moved]) is moved
+    tr.update([])
+    tr.update([])
+    far = person_at(500)  # after 2 lost frames the largest person is picked again
+    assert tr.update([far]) is far
+    assert tr.lost_frames == [2, 3]
+
+
+def test_index_beyond_people_is_lost():
+    tr = PersonTracker(person_index=3)
+    assert tr.update([person_at(10), person_at(200)]) is None
+    assert tr.lost_frames == [0]
