@@ -1,0 +1,27 @@
+"""Networks of fewshotv2v: generator (E_F, E_A, E_P, label embedder, W, H), discriminators, VGG, io.
+
+Submodules import torch; import them explicitly (`from fewshotv2v.models.generator import Generator`)
+or through the lazy attributes below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "Generator": "fewshotv2v.models.generator",
+    "ReferenceState": "fewshotv2v.models.generator",
+    "GeneratorOutput": "fewshotv2v.models.generator",
+    "save_pretrained": "fewshotv2v.models.io",
+    "load_pretrained": "fewshotv2v.models.io",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fewshotv2v.models' has no attribute {name!r}")

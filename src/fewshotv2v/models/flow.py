@@ -1,0 +1,63 @@
+"""W: the flow + occlusion-mask network of the few-shot generator, and warping (SPEC §2).
+
+Input concat(target label, source label, source image) -> conv3x3 to c, `flow_num_down` stride-2 convs
+(doubling), `flow_num_res` ResBlocks, as many (nearest x2 + conv) back to c, then two heads: flow (2 ch, in
+pixels, x flow_scale) and mask (1 ch, sigmoid; 1 = "do not trust the warp here"). The same network serves
+the reference warp and the previous-frame warp; when both are needed they run as one batched pass.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fewshotv2v.config import ModelConfig
+from fewshotv2v.models.layers import ResBlock, lrelu, maybe_sn, upsample2
+
+
+class FlowNetwork(nn.Module):
+    """W(s_t, s_src, x_src) -> flow (B, 2, H, W) in pixels (x, y), occlusion mask (B, 1, H, W) in [0, 1]."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        sn = config.spectral_norm
+        c = [config.flow_ch_base * 2**i for i in range(config.flow_num_down + 1)]
+        self.scale = config.flow_scale
+        self.conv_in = maybe_sn(nn.Conv2d(2 * config.label_nc + 3, c[0], 3, padding=1), sn)
+        self.down = nn.ModuleList(
+            maybe_sn(nn.Conv2d(c[i], c[i + 1], 3, stride=2, padding=1), sn) for i in range(len(c) - 1)
+        )
+        self.res = nn.Sequential(*[ResBlock(c[-1], sn=sn) for _ in range(config.flow_num_res)])
+        # up[i] maps c[i+1] -> c[i]; applied for i = n-1 .. 0
+        self.up = nn.ModuleList(
+            maybe_sn(nn.Conv2d(c[i + 1], c[i], 3, padding=1), sn) for i in range(len(c) - 1)
+        )
+        self.flow_head = nn.Conv2d(c[0], 2, 3, padding=1)
+        self.mask_head = nn.Conv2d(c[0], 1, 3, padding=1)
+
+    def forward(self, label: torch.Tensor, src_label: torch.Tensor, src_image: torch.Tensor):
+        x = lrelu(self.conv_in(torch.cat([label, src_label, src_image], dim=1)))  # (B, c0, H, W)
+        for conv in self.down:
+            x = lrelu(conv(x))
+        x = self.res(x)  # (B, c_n, H/2^n, W/2^n)
+        for conv in reversed(self.up):
+            x = lrelu(conv(upsample2(x)))
+        return self.flow_head(x) * self.scale, torch.sigmoid(self.mask_head(x))
+
+
+def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward-warp image (B, C, H, W) by flow (B, 2, H, W) in pixels: out(p) = image(p + flow(p)).
+
+    Bilinear `grid_sample`, border padding, align_corners=True (pixel centres at -1 and 1).
+    """
+    b, _, h, w = flow.shape
+    ys = torch.arange(h, device=flow.device, dtype=flow.dtype)
+    xs = torch.arange(w, device=flow.device, dtype=flow.dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    x = (gx + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
+    y = (gy + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
+    grid = torch.stack([x, y], dim=-1)  # (B, H, W, 2)
+    return F.grid_sample(
+        image, grid.to(image.dtype), mode="bilinear", padding_mode="border", align_corners=True
+    )

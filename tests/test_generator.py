@@ -1,0 +1,220 @@
+"""Generator (SPEC §2) on tiny configs: shapes, gradients, generated convs, attention, warping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fewshotv2v.config import ModelConfig
+from fewshotv2v.errors import InputError
+from fewshotv2v.models.flow import warp
+from fewshotv2v.models.generator import Generator, GeneratorOutput, ReferenceState
+from fewshotv2v.models.layers import batched_conv2d
+from fewshotv2v.models.profile import generated_numbers, parameter_counts, steady_state_macs
+
+TINY = ["tiny", "tiny-face", "tiny-street"]
+
+
+def _inputs(config, b=2, k=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h, w, c = config.height, config.width, config.label_nc
+    return {
+        "ref_images": torch.rand(b, k, 3, h, w, generator=g) * 2 - 1,
+        "ref_labels": torch.rand(b, k, c, h, w, generator=g),
+        "label": torch.rand(b, c, h, w, generator=g),
+        "prev_image": torch.rand(b, 3, h, w, generator=g) * 2 - 1,
+        "prev_label": torch.rand(b, c, h, w, generator=g),
+    }
+
+
+@pytest.mark.parametrize("preset", TINY)
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_forward_shapes_every_mode_and_k(preset, k):
+    config = ModelConfig.preset(preset)
+    model = Generator(config).eval()
+    x = _inputs(config, b=2, k=k)
+    h, w = config.size
+    with torch.no_grad():
+        refs = model.encode_references(x["ref_images"], x["ref_labels"])
+        assert isinstance(refs, ReferenceState) and refs.num_refs == k
+        if k == 1:  # computed once per video
+            assert refs.bottleneck is not None and refs.weights is not None and refs.keys is None
+        else:  # per-reference level-a features and keys; attention runs per frame
+            assert refs.feat_img.shape[:2] == (2, k) and refs.keys.shape[2] == k * (h // 4) * (w // 4)
+        first = model(x["label"], refs)
+        assert isinstance(first, GeneratorOutput)
+        assert first.warped_prev is None and first.mask_prev is None and first.flow_prev is None
+        out = model(x["label"], refs, prev_image=first.image, prev_label=x["prev_label"])
+    for o in (first, out):
+        assert o.image.shape == (2, 3, h, w) and o.image.abs().max() <= 1
+        assert o.warped_ref.shape == (2, 3, h, w) and o.flow_ref.shape == (2, 2, h, w)
+        assert o.mask_ref.shape == (2, 1, h, w) and o.mask_ref.min() >= 0 and o.mask_ref.max() <= 1
+        assert o.ref_index.shape == (2,) and o.ref_index.dtype == torch.long
+        assert int(o.ref_index.max()) < k
+    assert out.warped_prev.shape == (2, 3, h, w) and out.flow_prev.shape == (2, 2, h, w)
+    assert out.mask_prev.shape == (2, 1, h, w)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-street"])
+def test_backward_reaches_every_parameter(preset):
+    config = ModelConfig.preset(preset)
+    model = Generator(config).train()
+    x = _inputs(config, b=2, k=3)
+    refs = model.encode_references(x["ref_images"], x["ref_labels"])
+    out = model(x["label"], refs, prev_image=x["prev_image"], prev_label=x["prev_label"])
+    loss = out.image.square().mean() + out.warped_ref.abs().mean() + out.mask_prev.mean()
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"no gradient for {name}"
+        assert torch.isfinite(p.grad).all(), f"non-finite gradient for {name}"
+    for part in ("E_P", "E_A", "E_F", "W"):
+        grads = [p.grad.abs().sum() for p in model.components()[part].parameters()]
+        assert sum(grads) > 0, f"{part} gets zero gradient"
+
+
+def test_generated_conv_equals_per_sample_loop():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 5, 9, 7, generator=g)
+    for k, pad in ((1, 0), (3, 1)):
+        weight = torch.randn(3, 4, 5, k, k, generator=g)
+        bias = torch.randn(3, 4, generator=g)
+        batched = batched_conv2d(x, weight, bias, padding=pad)
+        looped = torch.cat([F.conv2d(x[i : i + 1], weight[i], bias[i], padding=pad) for i in range(3)])
+        torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-5)
+
+
+def test_sdpa_attention_equals_explicit_softmax():
+    config = ModelConfig.preset("tiny")
+    model = Generator(config).eval()
+    b, k = 2, 3
+    x = _inputs(config, b=b, k=k)
+    attn = model.attention
+    with torch.no_grad():
+        keys = attn.keys(x["ref_labels"].flatten(0, 1), k)  # (B, 1, K*N, d)
+        values = torch.randn(b, k, 6, config.height // 4, config.width // 4)
+        merged, mass = attn(x["label"], keys, values, k)
+        query = attn.query(x["label"]).flatten(2).transpose(1, 2)  # (B, N, d)
+        energy = query @ keys.squeeze(1).transpose(1, 2)  # (B, N, K*N), scale 1
+        weights = torch.softmax(energy, dim=-1)
+        v = values.permute(0, 1, 3, 4, 2).reshape(b, -1, 6)  # (B, K*N, 6)
+        expected = (weights @ v).transpose(1, 2).reshape_as(merged)
+        expected_mass = weights.reshape(b, -1, k, weights.shape[-1] // k).sum(-1).mean(1)  # (B, K)
+    torch.testing.assert_close(merged, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(mass, expected_mass, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(mass.sum(1), torch.ones(b))
+
+
+def test_ref_index_is_the_reference_with_most_attention(monkeypatch):
+    config = ModelConfig.preset("tiny")
+    model = Generator(config).eval()
+    x = _inputs(config, b=2, k=3)
+    refs = model.encode_references(x["ref_images"], x["ref_labels"])
+    real = model.attention.forward
+
+    def biased(label, keys, values, k):
+        merged, _ = real(label, keys, values, k)
+        return merged, torch.tensor([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
+
+    monkeypatch.setattr(model.attention, "forward", biased)
+    with torch.no_grad():
+        out = model(x["label"], refs)
+    assert out.ref_index.tolist() == [2, 0]
+    # W warped the chosen reference: with the flow it predicted, warping reference 2 of sample 0 matches
+    torch.testing.assert_close(out.warped_ref[0], warp(x["ref_images"][0, 2:3], out.flow_ref[0:1])[0])
+
+
+def test_street_matting_combines_h_and_warps():
+    config = ModelConfig.preset("tiny-street")
+    model = Generator(config).eval()
+    x = _inputs(config, b=1, k=1)
+    with torch.no_grad():
+        refs = model.encode_references(x["ref_images"], x["ref_labels"])
+        o = model(x["label"], refs, prev_image=x["prev_image"], prev_label=x["prev_label"])
+    step = o.raw_image * o.mask_ref + o.warped_ref * (1 - o.mask_ref)
+    torch.testing.assert_close(o.image, step * o.mask_prev + o.warped_prev * (1 - o.mask_prev))
+
+
+def test_seeded_models_are_deterministic():
+    config = ModelConfig.preset("tiny")
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = Generator(config).eval()
+        x = _inputs(config, b=1, k=2, seed=5)
+        with torch.no_grad():
+            refs = model.encode_references(x["ref_images"], x["ref_labels"])
+            outs.append(model(x["label"], refs, prev_image=x["prev_image"], prev_label=x["prev_label"]).image)
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_warp_identity_and_shift():
+    image = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    torch.testing.assert_close(warp(image, torch.zeros(2, 2, 4, 5)), image)
+    flow = torch.zeros(2, 2, 4, 5)
+    flow[:, 0] = 1.0  # sample one pixel to the right; the last column repeats (border padding)
+    shifted = warp(image, flow)
+    torch.testing.assert_close(shifted[..., :-1], image[..., 1:])
+    torch.testing.assert_close(shifted[..., -1], image[..., -1])
+
+
+def test_input_errors_are_clear():
+    config = ModelConfig.preset("tiny")
+    model = Generator(config)
+    x = _inputs(config, b=1, k=1)
+    with pytest.raises(InputError, match="K=5"):
+        model.encode_references(
+            x["ref_images"].expand(1, 5, -1, -1, -1), x["ref_labels"].expand(1, 5, -1, -1, -1)
+        )
+    with pytest.raises(InputError, match="do not match"):
+        model.encode_references(x["ref_images"], x["ref_labels"][:, :, :2])
+    with pytest.raises(InputError, match="64 x 32"):
+        model.encode_references(x["ref_images"][..., :32, :], x["ref_labels"][..., :32, :])
+    refs = model.encode_references(x["ref_images"], x["ref_labels"])
+    with pytest.raises(InputError, match="together"):
+        model(x["label"], refs, prev_image=x["prev_image"])
+
+
+def test_profile_counts():
+    model = Generator(ModelConfig.preset("tiny"))
+    counts = parameter_counts(model)
+    assert counts["generator_total"] == sum(v for k, v in counts.items() if k != "generator_total")
+    assert generated_numbers(model) > 0
+    macs = steady_state_macs(model)
+    assert macs["total"] > 0 and model.training  # mode restored
+    assert macs["per_component"]["E_F"] == 0  # K = 1: cached references cost nothing per frame
+    assert sum(macs["per_component"].values()) == pytest.approx(macs["total"], rel=0.02)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_reference_state_is_reused_per_frame(k):
+    """K = 1: E_F and E_P run once per video; K > 1: only the per-reference stem is cached."""
+    config = ModelConfig.preset("tiny")
+    model = Generator(config).eval()
+    calls = {"stem": 0, "tail": 0, "E_P": 0}
+    model.ref_encoder.img.stem.register_forward_hook(lambda *a: calls.__setitem__("stem", calls["stem"] + 1))
+    model.ref_encoder.img.tail.register_forward_hook(lambda *a: calls.__setitem__("tail", calls["tail"] + 1))
+    model.weight_generator.register_forward_hook(lambda *a: calls.__setitem__("E_P", calls["E_P"] + 1))
+    x = _inputs(config, b=1, k=k)
+    with torch.no_grad():
+        refs = model.encode_references(x["ref_images"], x["ref_labels"])
+        for _ in range(3):
+            model(x["label"], refs, prev_image=x["prev_image"], prev_label=x["prev_label"])
+    per_video = 1 if k == 1 else 0
+    assert calls == {
+        "stem": 1,
+        "tail": per_video + 3 * (1 - per_video),
+        "E_P": per_video + 3 * (1 - per_video),
+    }
+
+
+def test_label_shape_check_and_prev_combine_init():
+    config = ModelConfig.preset("tiny")
+    model = Generator(config)
+    x = _inputs(config, b=2, k=1)
+    refs = model.encode_references(x["ref_images"], x["ref_labels"])
+    with pytest.raises(InputError, match="label map shape"):
+        model(x["label"][:1], refs)
+    model.init_prev_combine_from_ref()
+    for a, b in zip(model.combine_ref.parameters(), model.combine_prev.parameters(), strict=True):
+        assert torch.equal(a, b)
