@@ -1,0 +1,284 @@
+"""The training loop: determinism, learning, resume, non-finite guard, run-folder outputs, CLI checks."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fewshotv2v.cli import app
+from fewshotv2v.config import ModelConfig
+from fewshotv2v.errors import TrainingError
+from fewshotv2v.training.config import TrainConfig
+from fewshotv2v.training.logging import encode_png, plot_losses, read_log
+from fewshotv2v.training.trainer import Trainer, dataset_loader
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are fastest on one thread (and the CI machine is shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def pose_data(tmp_path_factory):
+    """3 synthetic people x 10 frames at 64 x 64 (the tiny model crops 64 x 32 around the person)."""
+    from fewshotv2v.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("data") / "pose"
+    generate_dataset(root, identities=3, frames=10, size=(64, 64), seed=0)
+    return root
+
+
+def make_trainer(data, run_dir, **overrides) -> Trainer:
+    from fewshotv2v.data.dataset import TrainingDataset
+
+    mcfg = ModelConfig.preset("tiny")
+    base = dict(
+        steps=3, batch_size=2, perceptual="none", workers=0, log_every=1, sample_every=1000,
+        checkpoint_every=1000, single_frame_steps=2, clip_len_start=2, clip_len_max=2, seed=3,
+    )  # fmt: skip
+    tcfg = TrainConfig(**{**base, **overrides})
+    ds = TrainingDataset(data, mcfg, k_max=mcfg.k_max, seed=tcfg.seed)
+    return Trainer(mcfg, tcfg, dataset_loader(ds), len(ds), run_dir, device="cpu")
+
+
+def logged_losses(run_dir) -> list[tuple[int, dict]]:
+    return [(r["step"], r["losses"]) for r in read_log(run_dir / "log.jsonl")]
+
+
+def test_same_seed_same_losses(pose_data, tmp_path):
+    a = make_trainer(pose_data, tmp_path / "a")
+    a.fit()
+    b = make_trainer(pose_data, tmp_path / "b")
+    b.fit()
+    la, lb = logged_losses(tmp_path / "a"), logged_losses(tmp_path / "b")
+    assert [s for s, _ in la] == [1, 2, 3]
+    assert la == lb  # bit-identical on CPU
+    # the temporal stage (step 3, T = 2) ran and the prev-warp UNet started as a copy of the ref one
+    assert json.loads((tmp_path / "a" / "log.jsonl").read_text().splitlines()[-1])["T"] == 2
+    assert a.prev_initialised
+    # outputs of the run folder
+    assert (tmp_path / "a" / "losses.png").read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in (tmp_path / "a" / "samples").iterdir()) == ["step-00000003.png"]
+    ckpt = tmp_path / "a" / "checkpoints" / "step-00000003"
+    names = sorted(p.name for p in ckpt.iterdir())
+    assert names == [
+        "config.json", "discriminator.safetensors", "generator_raw.safetensors", "model.safetensors",
+        "training_state.pt",
+    ]  # fmt: skip
+    state = torch.load(ckpt / "training_state.pt", weights_only=True)
+    assert state["step"] == 3 and state["nonfinite"] == 0 and state["prev_initialised"]
+    c = make_trainer(pose_data, tmp_path / "c", seed=4, steps=1)
+    c.fit()
+    assert logged_losses(tmp_path / "c")[0][1] != la[0][1]
+
+
+def test_training_reduces_warp_losses(pose_data, tmp_path):
+    """The flow network W learns quickly to warp the reference onto the target: on a fixed batch the
+    warp and occlusion-mask losses fall within a dozen steps."""
+    t = make_trainer(pose_data, tmp_path / "r", steps=100, single_frame_steps=100, lr_g=1e-3, k_max=1)
+    batch = next(iter(_loader(t)))
+    rows = []
+    for _ in range(12):
+        losses = t.train_step(batch).losses
+        rows.append(losses["g_warp"] + losses["g_mask"])
+    assert np.mean(rows[-3:]) < 0.95 * np.mean(rows[:3]), rows
+
+
+def test_resume_continues_identically(pose_data, tmp_path):
+    full = make_trainer(pose_data, tmp_path / "full", steps=4, checkpoint_every=2)
+    full.fit()
+    part = make_trainer(pose_data, tmp_path / "part", steps=2, checkpoint_every=2)
+    part.fit()
+    resumed = make_trainer(
+        pose_data, tmp_path / "part", steps=4, checkpoint_every=2,
+    )  # fmt: skip
+    resumed._load_checkpoint(tmp_path / "part" / "checkpoints" / "step-00000002")
+    assert resumed.step == 2
+    resumed.fit()
+    assert resumed.step == 4
+    assert logged_losses(tmp_path / "part") == logged_losses(tmp_path / "full")
+    for mine, theirs in ((full.generator, resumed.generator), (full.ema.module, resumed.ema.module)):
+        a, b = mine.state_dict(), theirs.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.ema.num_updates == full.ema.num_updates
+
+
+def test_nonfinite_loss_is_skipped_then_aborts(pose_data, tmp_path):
+    t = make_trainer(pose_data, tmp_path / "n", steps=3, nonfinite_limit=2)
+    calls = {"n": 0}
+
+    def poison_first(module, args, output):
+        calls["n"] += 1
+        if calls["n"] == 1:  # only the very first frame
+            output.image = output.image * float("nan")
+        return output
+
+    handle = t.generator.register_forward_hook(poison_first)
+    before = {k: v.clone() for k, v in t.discriminators.state_dict().items()}
+    t.train_step(next(iter(_loader(t))))
+    assert t.nonfinite == 1 and t.step == 1
+    # the skipped step changed no weights (D's loss was non-finite before its optimizer step)
+    after = t.discriminators.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if "_u" not in k and "_v" not in k)
+    handle.remove()
+
+    t.generator.register_forward_hook(
+        lambda m, a, out: setattr(out, "image", out.image * float("nan")) or out
+    )
+    with pytest.raises(TrainingError, match="non-finite"):
+        t.fit()
+    assert t.nonfinite == 2
+
+
+def _loader(trainer):
+    from torch.utils.data import DataLoader
+
+    from fewshotv2v.training.distributed import SeededItems, StepBatchSampler
+
+    sampler = StepBatchSampler(
+        trainer.num_items, trainer.tcfg.batch_size, info=trainer.info, seed=0, start_step=0, total_steps=1,
+        clip_len=trainer.tcfg.clip_len,
+    )  # fmt: skip
+    return DataLoader(SeededItems(trainer.load_item, trainer.num_items, 0), batch_sampler=sampler)
+
+
+# ---- CLI -------------------------------------------------------------------------------------------------
+
+
+def _train_args(data, run, *extra):
+    return [
+        "train", "--data", str(data), "--config", "tiny", "--run", str(run), "--steps", "2",
+        "--batch-size", "1", "--perceptual", "none", "--workers", "0", "--device", "cpu",
+        "--single-frame-steps", "1", "--checkpoint-every", "1", "--keep-last", "1", *extra,
+    ]  # fmt: skip
+
+
+def test_cli_train_and_resume(pose_data, tmp_path):
+    run = tmp_path / "run"
+    result = runner.invoke(app, _train_args(pose_data, run))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().endswith("step-00000002")
+    assert json.loads((run / "train_config.json").read_text())["steps"] == 2
+    assert json.loads((run / "model_config.json").read_text())["name"] == "tiny"
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000002"]  # keep-last 1
+    # the run folder exists: refuse without --resume / --overwrite
+    again = runner.invoke(app, _train_args(pose_data, run))
+    assert again.exit_code == 5 and "--resume auto" in " ".join(again.output.split())
+    more = runner.invoke(app, _train_args(pose_data, run, "--resume", "auto", "--steps", "3"))
+    assert more.exit_code == 0, more.output
+    assert [r["step"] for r in read_log(run / "log.jsonl")][-1] == 3
+    assert json.loads((run / "train_config.json").read_text())["steps"] == 3
+    # finetune: a new run starts from the checkpoint's (EMA) generator
+    model = run / "checkpoints" / "step-00000003"
+    tuned = runner.invoke(
+        app, _train_args(pose_data, tmp_path / "tuned", "--init", str(model), "--steps", "1")
+    )
+    assert tuned.exit_code == 0, tuned.output
+    t = make_trainer(pose_data, tmp_path / "t2")
+    t._load_init(model)
+    from fewshotv2v.models.io import load_pretrained
+
+    pretrained, _ = load_pretrained(model)
+    ours, theirs = t.generator.state_dict(), pretrained.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert t.prev_initialised  # a pretrained prev-warp UNet is kept
+
+
+def test_cli_train_early_errors(pose_data, tmp_path, monkeypatch):
+    not_data = tmp_path / "nothing"
+    not_data.mkdir()
+    r = runner.invoke(app, _train_args(not_data, tmp_path / "r1"))
+    assert r.exit_code == 3 and "not a fewshotv2v dataset" in r.output
+    r = runner.invoke(app, [*_train_args(pose_data, tmp_path / "r2"), "--config", "tiny-face"])
+    assert r.exit_code == 2 and "pose data" in r.output
+    monkeypatch.setenv("FSV2V_HUB__OFFLINE", "1")
+    args = [a for a in _train_args(pose_data, tmp_path / "r3") if a not in ("--perceptual", "none")]
+    r = runner.invoke(app, args)
+    out = " ".join(r.output.split())
+    assert r.exit_code != 0 and "fsv2v download vgg19" in out and "--perceptual none" in out
+    assert not (tmp_path / "r3").exists()  # nothing written before the checks pass
+
+
+# ---- run-folder drawing helpers ----------------------------------------------------------------------------
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    pos, idat, w, h = 8, b"", 0, 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            w, h = struct.unpack(">II", body[:8])
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + 3 * w)
+    assert (raw[:, 0] == 0).all()
+    return raw[:, 1:].reshape(h, w, 3)
+
+
+def test_png_and_loss_plot():
+    img = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    assert np.array_equal(_decode_png(encode_png(img)), img)
+    records = [
+        {"step": s, "losses": {"g_gan": 1.0 / (s + 1), "d_image": 2.0 - s / 100}} for s in range(0, 50, 5)
+    ]
+    canvas = plot_losses(records)
+    assert canvas.shape == (110, 480, 3)
+    assert (canvas == [30, 90, 200]).all(-1).sum() > 50  # the G curve
+    assert (canvas == [200, 60, 40]).all(-1).sum() > 50  # the D curve
+
+
+@pytest.mark.parametrize("preset", ["tiny-face", "tiny-street"])
+def test_train_step_other_modes(preset, tmp_path):
+    """Face (no face D) and street (matting, one-hot labels) train on a random batch of 2-frame clips."""
+    mcfg = ModelConfig.preset(preset)
+    tcfg = TrainConfig(steps=1, batch_size=2, perceptual="none", workers=0, single_frame_steps=0, k_max=2)
+    t = Trainer(mcfg, tcfg, lambda *a: {}, 1, tmp_path, device="cpu")
+    g = torch.Generator().manual_seed(0)
+    b, k, n, h, w, c = 2, 2, 2, mcfg.height, mcfg.width, mcfg.label_nc
+    batch = {
+        "ref_images": torch.rand(b, k, 3, h, w, generator=g) * 2 - 1,
+        "ref_labels": torch.rand(b, k, c, h, w, generator=g),
+        "ref_face_boxes": -torch.ones(b, k, 4),
+        "images": torch.rand(b, n, 3, h, w, generator=g) * 2 - 1,
+        "labels": torch.rand(b, n, c, h, w, generator=g),
+        "face_boxes": -torch.ones(b, n, 4),
+    }
+    res = t.train_step(batch)
+    assert not res.skipped and res.clip_len == 2
+    assert "g_face" not in res.losses and "d_face" not in res.losses
+    assert all(np.isfinite(v) for v in res.losses.values())
+    assert res.losses["g_warp"] > 0  # the previous-frame warp entered on frame 1
+
+
+def test_temporal_stage_copies_ref_unet_into_prev(pose_data, tmp_path):
+    t = make_trainer(pose_data, tmp_path / "p", single_frame_steps=1)
+    g = t.generator
+    copied = []
+    original = g.init_prev_combine_from_ref
+
+    def spy():
+        original()
+        ref, prev = g.combine_ref.state_dict(), g.combine_prev.state_dict()
+        copied.append(all(torch.equal(ref[k], prev[k]) for k in ref))
+
+    g.init_prev_combine_from_ref = spy
+    batch = next(iter(_loader(t)))
+    t.train_step(batch)  # single-frame stage: nothing copied
+    assert copied == [] and not t.prev_initialised
+    t.train_step(batch)  # first temporal step: copied once
+    t.train_step(batch)
+    assert copied == [True] and t.prev_initialised
