@@ -1,0 +1,218 @@
+"""Driving side of few-shot synthesis (SPEC §5): frames and their keypoints -> target label maps s_t.
+
+- `drive_source`: one streaming source over a video / image / frame folder, a preprocessed clip folder
+  (`meta.json` + `keypoints.npy`, so no detection is needed), or an iterable of frames (library use),
+  optionally with keypoints given in lockstep. Nothing is held beyond the current frame.
+- `DrivingKeypoints`: detection -> person tracking -> One-Euro smoothing, and the no-person policy:
+  a frame without the person reuses the last good keypoints for up to `hold_frames` frames, after that an
+  empty label map is rendered; both kinds are counted (`DriveStats`).
+- `LabelMaker`: retargeting onto the reference (`semantics.retarget`) and the label map in the reference
+  crop (pose: skeleton + person mask; face: edge map).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fewshotv2v.errors import InputError
+from fewshotv2v.inference.references import quality, skeleton_mask
+from fewshotv2v.semantics.crops import crop_image
+from fewshotv2v.semantics.label_maps import build_label_map
+from fewshotv2v.semantics.retarget import PoseRetargeter, make_retargeter
+from fewshotv2v.semantics.smoothing import OneEuroFilter
+from fewshotv2v.semantics.tracking import PersonTracker
+
+DEFAULT_FPS = 25.0
+
+
+@dataclass
+class DriveStats:
+    """Counts of one synthesis run."""
+
+    frames: int = 0
+    frames_without_person: int = 0  # no person detected / given in the frame
+    frames_held: int = 0  # ... rendered with the last good keypoints
+    frames_empty: int = 0  # ... rendered as an empty label map
+
+
+@dataclass
+class DriveSource:
+    """Iterating yields `(image uint8 (H, W, 3), keypoints (137, 3) | None | False, time s | None)`.
+
+    keypoints: an array or None (no person) when they are given; `False` when they must be detected.
+    """
+
+    items: Iterable[tuple[np.ndarray, object, float | None]]
+    fps: float = DEFAULT_FPS
+    path: Path | None = None  # the media file (audio source), if any
+    has_audio: bool = False
+    num_frames: int | None = None
+    keypoints_given: bool = False
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+def _clip_source(folder: Path, start, end, max_frames) -> DriveSource:
+    """A preprocessed clip folder (docs/architecture.md dataset layout): frames + keypoints.npy."""
+    from fewshotv2v.data.layout import Clip
+
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read clip folder {folder}: {exc}") from None
+    clip = Clip(folder, meta)
+    times = clip.timestamps
+    eps = 1e-4  # meta.json rounds timestamps to microseconds
+    indices = [
+        i
+        for i, t in enumerate(times)
+        if (start is None or t >= start - eps) and (end is None or t < end - eps)
+    ]
+    if max_frames is not None:
+        indices = indices[:max_frames]
+    kps = clip.keypoints  # memory-mapped (N, 137, 3)
+
+    def items():
+        for i in indices:
+            k = np.array(kps[i], np.float32)
+            yield clip.frame(i), (k if quality(k, clip.mode) > 0 else None), times[i]
+
+    return DriveSource(items(), clip.fps, None, False, len(indices), keypoints_given=True)
+
+
+def _iterable_source(frames: Iterable, keypoints, max_frames) -> DriveSource:
+    def items():
+        from fewshotv2v.video import Frame
+
+        kps_iter = iter(keypoints) if keypoints is not None else itertools.repeat(False)
+        for n, item in enumerate(frames):
+            if max_frames is not None and n >= max_frames:
+                return
+            image, t = (item.image, item.time) if isinstance(item, Frame) else (item, None)
+            image = np.asarray(image)
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise InputError(
+                    f"driving frame {n} must be uint8 (H, W, 3), got {image.dtype} {image.shape}"
+                )
+            try:
+                given = next(kps_iter)
+            except StopIteration:
+                raise InputError(f"driving keypoints ran out at frame {n}") from None
+            yield image, given, t
+
+    return DriveSource(items(), keypoints_given=keypoints is not None)
+
+
+def drive_source(drive, *, keypoints=None, start=None, end=None, max_frames=None) -> DriveSource:
+    """Open the driving input (see the module docstring). Paths are checked now, decoded lazily."""
+    if isinstance(drive, DriveSource):
+        return drive
+    if not isinstance(drive, str | Path):
+        if start is not None or end is not None:
+            raise InputError("start / end apply to driving files; slice the frames yourself")
+        return _iterable_source(drive, keypoints, max_frames)
+    from fewshotv2v.video import probe, read_frames
+
+    path = Path(drive)
+    if not path.exists():
+        raise InputError(f"driving video not found: {path}")
+    if path.is_dir() and (path / "meta.json").is_file():
+        return _clip_source(path, start, end, max_frames)
+    info = probe(path)  # InputError for unreadable files
+    frames = read_frames(path, start=start, end=end, max_frames=max_frames)
+    if keypoints is not None:
+        source = _iterable_source(frames, keypoints, None)
+    else:
+        source = DriveSource((f.image, False, f.time) for f in frames)
+    source.fps, source.path, source.has_audio = info.fps, path, info.has_audio
+    n = info.num_frames
+    if n is not None:
+        first = int(round((start or 0.0) * info.fps))
+        last = n if end is None else min(n, int(round(end * info.fps)))
+        n = max(0, last - first)
+        n = min(n, max_frames) if max_frames is not None else n
+    source.num_frames = n
+    return source
+
+
+class DrivingKeypoints:
+    """Per-frame keypoints of the driven person: detection + tracking (or given), smoothing, hold policy.
+
+    `__call__(image, given, t) -> (keypoints (137, 3) | None, mask (H, W) | None)`; None = no person
+    (empty label map).
+    """
+
+    def __init__(
+        self,
+        detector,
+        *,
+        mode: str,
+        hold_frames: int = 5,
+        smoothing: bool = True,
+        fps: float = DEFAULT_FPS,
+        stats: DriveStats | None = None,
+    ):
+        self.detector, self.mode, self.hold_frames = detector, mode, hold_frames
+        self.tracker = PersonTracker()
+        self.filter = OneEuroFilter(fps=fps, min_cutoff=1.0, beta=0.01) if smoothing else None
+        self.stats = stats if stats is not None else DriveStats()
+        self._last: tuple[np.ndarray, np.ndarray | None] | None = None
+        self._misses = 0
+
+    def _find(self, image: np.ndarray, given) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if given is not False:  # keypoints came with the frame (None = no person)
+            kps = None if given is None else np.asarray(given, np.float32)
+            return kps, None
+        if self.detector is None:
+            raise InputError('backend "none" needs driving keypoints')
+        det = self.tracker.update(self.detector.detect(image))
+        return (None, None) if det is None else (det.keypoints, det.mask)
+
+    def __call__(self, image: np.ndarray, given, t: float | None):
+        kps, mask = self._find(image, given)
+        if kps is not None and quality(kps, self.mode) > 0:
+            if self.filter is not None:
+                kps = self.filter(kps, t)
+            self._last, self._misses = (kps, mask), 0
+            return kps, mask
+        self.stats.frames_without_person += 1
+        self._misses += 1
+        if self._last is not None and self._misses <= self.hold_frames:
+            self.stats.frames_held += 1
+            return self._last
+        if self.filter is not None:
+            self.filter.reset()  # the person comes back somewhere else: do not slide in
+        self.stats.frames_empty += 1
+        return None, None
+
+
+class LabelMaker:
+    """Driving keypoints -> retargeted label map `float32 (C, H, W)` in the reference crop (model size)."""
+
+    def __init__(self, config, ref_keypoints: np.ndarray):
+        self.config = config
+        self.mode = config.mode
+        self.hw = (config.height, config.width)
+        self.retarget = make_retargeter(self.mode, ref_keypoints)
+        self.use_mask = self.mode == "pose" and bool(getattr(config, "use_person_mask", False))
+
+    def __call__(self, kps: np.ndarray | None, mask: np.ndarray | None) -> np.ndarray:
+        if kps is None:
+            return np.zeros((self.config.label_nc, *self.hw), np.float32)
+        kc = self.retarget(kps)  # (137, 3) in reference-crop pixels
+        crop_mask = None
+        if self.use_mask:
+            box = self.retarget.driving_box(self.hw) if isinstance(self.retarget, PoseRetargeter) else None
+            if mask is not None and box is not None:
+                # The driving silhouette under the uniform part of the retargeting (limb lengths may differ).
+                crop_mask = crop_image(np.asarray(mask, np.float32), box, self.hw)
+            else:
+                crop_mask = skeleton_mask(kc, self.hw)
+        return build_label_map(self.mode, kc, self.hw, config=self.config, mask=crop_mask)

@@ -1,0 +1,334 @@
+"""The library `Pipeline`: references -> streaming synthesis (tiny random-weight model, exact keypoints)."""
+
+from __future__ import annotations
+
+import itertools
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from fewshotv2v.errors import CheckpointError, ConfigError, InputError, NoPersonError, OutputExistsError
+from fewshotv2v.semantics.backends.base import Detection
+from fewshotv2v.semantics.keypoints import BODY, FACE, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
+
+# ---- synthetic people with exact keypoints (shared with test_synth_cli.py) ---------------------------
+
+# A standing person (BODY_25), neck at the origin, about 7.7 units tall, y down.
+STAND = np.array(
+    [(0, -1.0), (0, 0), (-0.8, 0), (-1.0, 1.2), (-1.1, 2.3), (0.8, 0), (1.0, 1.2), (1.1, 2.3), (0, 2.8),
+     (-0.5, 2.8), (-0.55, 4.5), (-0.6, 6.2), (0.5, 2.8), (0.55, 4.5), (0.6, 6.2), (-0.2, -1.2), (0.2, -1.2),
+     (-0.45, -1.1), (0.45, -1.1), (0.8, 6.5), (0.95, 6.45), (0.55, 6.35), (-0.8, 6.5), (-0.95, 6.45),
+     (-0.55, 6.35)], np.float32,
+)  # fmt: skip
+
+
+def person_keypoints(hw: tuple[int, int], phase: float = 0.0) -> np.ndarray:
+    """(137, 3) keypoints of a person filling ~70 % of an image `hw`, right arm swinging with `phase`."""
+    h, w = hw
+    scale = 0.7 * h / 7.7
+    body = STAND.copy()
+    angle = 0.6 * np.sin(phase)
+    c, s = np.cos(angle), np.sin(angle)
+    for j in (3, 4):  # rotate the right arm about the shoulder
+        body[j] = (body[j] - body[2]) @ np.array([[c, s], [-s, c]], np.float32) + body[2]
+    kps = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+    kps[BODY, :2] = body * scale + (w / 2, 0.2 * h)
+    kps[BODY, 2] = 0.9
+    rng = np.random.default_rng(0)
+    kps[FACE, :2] = kps[0, :2] + rng.normal(size=(70, 2)) * 0.15 * scale
+    kps[FACE, 2] = 0.8
+    for part, wrist in ((LEFT_HAND, 7), (RIGHT_HAND, 4)):
+        kps[part, :2] = kps[wrist, :2] + rng.normal(size=(21, 2)) * 0.1 * scale
+        kps[part, 2] = 0.7
+    return kps
+
+
+def scene_image(hw=(96, 64), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[: hw[0], : hw[1]]
+    img = np.stack([x * 255 // hw[1], y * 255 // hw[0], np.full_like(x, 90)], -1).astype(np.uint8)
+    img[hw[0] // 4 : 3 * hw[0] // 4, hw[1] // 3 : 2 * hw[1] // 3] = rng.integers(0, 255, 3, dtype=np.uint8)
+    return img
+
+
+class FakeBackend:
+    """A keypoint "detector" that returns the synthetic person (animated frame by frame), or nobody.
+
+    `fail_at`: raise this exception on that call (interruption tests). `empty`: never find anyone.
+    """
+
+    def __init__(self, *, empty: bool = False, fail_at: int | None = None, exc: BaseException | None = None):
+        self.calls = 0
+        self.empty, self.fail_at, self.exc = empty, fail_at, exc or RuntimeError("injected failure")
+        self.closed = False
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        self.calls += 1
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise self.exc
+        if self.empty:
+            return []
+        kps = person_keypoints(image.shape[:2], phase=0.5 * self.calls)
+        mask = np.zeros(image.shape[:2], np.float32)
+        mask[int(kps[0, 1]) :, image.shape[1] // 3 : 2 * image.shape[1] // 3] = 1.0
+        return [Detection(kps, mask=mask, score=0.9)]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def make_model(folder, *, with_discriminators: bool = True, preset: str = "tiny"):
+    """Save a tiny random-weight model folder (config.json + model.safetensors [+ discriminator])."""
+    import torch
+
+    from fewshotv2v.config import ModelConfig
+    from fewshotv2v.models.discriminators import Discriminators
+    from fewshotv2v.models.generator import Generator
+    from fewshotv2v.models.io import save_pretrained
+
+    torch.manual_seed(0)
+    config = ModelConfig.preset(preset)
+    d = Discriminators(config) if with_discriminators else None
+    return save_pretrained(folder, Generator(config), discriminators=d)
+
+
+# ---- fixtures ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture
+def pipe(model_dir):
+    from fewshotv2v import Pipeline
+
+    p = Pipeline.from_pretrained(model_dir, device="cpu", backend="none")
+    img = scene_image()
+    p.set_references([img], keypoints=[person_keypoints(img.shape[:2])])
+    return p
+
+
+def _frames_and_kps(n=None, hw=(80, 60)):
+    """(frames, keypoints) iterators, infinite when n is None; counts how many frames were pulled."""
+    pulled = {"n": 0}
+
+    def frames():
+        for i in itertools.count() if n is None else range(n):
+            pulled["n"] += 1
+            yield scene_image(hw, seed=i)
+
+    def kps():
+        for i in itertools.count():
+            yield person_keypoints(hw, phase=0.4 * i)
+
+    return frames(), kps(), pulled
+
+
+# ---- tests ---------------------------------------------------------------------------------------------
+
+
+def test_stream_is_lazy_on_an_infinite_drive(pipe):
+    frames, kps, pulled = _frames_and_kps()
+    out = list(itertools.islice(pipe.stream(frames, keypoints=kps), 5))
+    assert len(out) == 5 and pulled["n"] == 5  # nothing read ahead, nothing accumulated
+    assert all(o.shape == (64, 32, 3) and o.dtype == np.uint8 for o in out)  # model size (tiny: 64 x 32)
+    assert not np.array_equal(out[0], out[4])  # the arm moves, the previous frame feeds back
+
+
+def test_memory_stays_flat_with_video_length(pipe):
+    hw = (240, 180)  # 130 kB per driving frame: keeping the frames would show at once
+    frames, kps, _ = _frames_and_kps(hw=hw)
+    stream = pipe.stream(frames, keypoints=kps)
+    for _ in range(3):
+        next(stream)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for _ in range(8):
+        next(stream)
+    grown = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    stream.close()
+    frame_bytes = hw[0] * hw[1] * 3
+    assert grown < 2 * frame_bytes, grown  # 8 frames kept would be 4x more
+
+
+def test_k3_references_and_side_by_side(model_dir):
+    from fewshotv2v import Pipeline
+
+    pipe = Pipeline.from_pretrained(model_dir, device="cpu", backend=FakeBackend())
+    refs = pipe.set_references([scene_image(seed=s) for s in range(3)])
+    assert len(refs) == 3 and pipe._state.num_refs == 3
+    assert refs[0].label.shape == (4, 64, 32) and refs[0].image.shape == (64, 32, 3)
+    frames = [scene_image((80, 60), seed=i) for i in range(3)]
+    out = list(pipe.stream(frames, side_by_side=True))
+    # driving frame resized to height 64 (80x60 -> 64x48) | skeleton 32 | result 32
+    assert len(out) == 3 and out[0].shape == (64, 48 + 32 + 32, 3)
+    skeleton = out[1][:, 48:80]
+    assert skeleton.max() > 0  # the retargeted skeleton is drawn
+
+
+def test_no_person_policy_holds_then_empties(pipe):
+    hw = (80, 60)
+    kps = [person_keypoints(hw)] + [None] * 8 + [person_keypoints(hw, 1.0)]
+    frames = [scene_image(hw, seed=i) for i in range(len(kps))]
+    pipe.hold_frames = 3
+    out = list(pipe.stream(frames, keypoints=kps))
+    assert len(out) == 10
+    s = pipe.last_stats
+    assert (s.frames, s.frames_without_person, s.frames_held, s.frames_empty) == (10, 8, 3, 5)
+
+
+def test_driving_video_without_anyone_is_an_error(pipe):
+    frames = [scene_image((80, 60), seed=i) for i in range(3)]
+    with pytest.raises(NoPersonError, match="driving video"):
+        list(pipe.stream(frames, keypoints=[None] * 3))
+
+
+def test_reference_without_a_person(model_dir):
+    from fewshotv2v import Pipeline
+
+    pipe = Pipeline.from_pretrained(model_dir, device="cpu", backend=FakeBackend(empty=True))
+    with pytest.raises(NoPersonError, match="no person detected in reference 0"):
+        pipe.set_references([scene_image()])
+    none = Pipeline.from_pretrained(model_dir, device="cpu", backend="none")
+    with pytest.raises(InputError, match="keypoints"):
+        none.set_references([scene_image()])
+
+
+def test_synthesize_writes_video_with_fps_and_audio(model_dir, tmp_path):
+    from fewshotv2v import Pipeline
+    from fewshotv2v.video import probe, write_test_video
+
+    drive = write_test_video(
+        tmp_path / "drive.mp4", [scene_image((80, 60), i) for i in range(8)], 10.0, tone_hz=440
+    )
+    pipe = Pipeline.from_pretrained(model_dir, device="cpu", backend=FakeBackend())
+    result = pipe.synthesize(ref=scene_image(), drive=drive, output=tmp_path / "out.mp4", max_frames=6)
+    info = probe(tmp_path / "out.mp4")
+    assert result.frames == 6 and result.video_fps == pytest.approx(10.0)
+    assert (info.width, info.height, info.num_frames, info.has_audio) == (32, 64, 6, True)
+    assert info.fps == pytest.approx(10.0)
+    assert "6 frames" in result.summary() and str(tmp_path / "out.mp4") in result.summary()
+    with pytest.raises(OutputExistsError):
+        pipe.synthesize(drive=drive, output=tmp_path / "out.mp4")
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_interrupted_run_leaves_no_file(model_dir, tmp_path, exc):
+    from fewshotv2v import Pipeline
+    from fewshotv2v.video import write_test_video
+
+    drive = write_test_video(tmp_path / "drive.mp4", [scene_image((80, 60), i) for i in range(6)], 10.0)
+    backend = FakeBackend(fail_at=4, exc=exc)  # call 1 = the reference, 4 = driving frame 3
+    pipe = Pipeline.from_pretrained(model_dir, device="cpu", backend=backend)
+    with pytest.raises(type(exc)):
+        pipe.synthesize(ref=scene_image(), drive=drive, output=tmp_path / "out.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drive.mp4"]  # no output, no temp file
+
+
+def test_finetune_trains_only_ep_and_h(model_dir):
+    import torch
+
+    from fewshotv2v import Pipeline
+
+    pipe = Pipeline.from_pretrained(model_dir, device="cpu", backend="none")
+    img = scene_image()
+    pipe.set_references([img, scene_image(seed=1)], keypoints=[person_keypoints(img.shape[:2])] * 2)
+    before = {k: v.clone() for k, v in pipe.generator.state_dict().items()}
+    stats = pipe.finetune(2)
+    after = pipe.generator.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert stats.steps == 2 and np.isfinite(stats.g_loss) and np.isfinite(stats.d_loss)
+    assert any(k.startswith("decoder.") for k in changed) and any(
+        k.startswith("weight_generator.") for k in changed
+    )
+    # frozen parts (W, E_F, E_A, the label embedder, the warp UNets) do not change at all
+    frozen = [k for k in changed if not k.startswith(("decoder.", "weight_generator."))]
+    assert not frozen, frozen
+    assert all(p.requires_grad for p in pipe.generator.parameters())  # flags restored
+
+
+def test_finetune_needs_discriminator_weights(tmp_path):
+    from fewshotv2v import Pipeline
+
+    folder = make_model(tmp_path / "g-only", with_discriminators=False)
+    pipe = Pipeline.from_pretrained(folder, device="cpu", backend="none")
+    img = scene_image()
+    pipe.set_references([img], keypoints=[person_keypoints(img.shape[:2])])
+    with pytest.raises(CheckpointError, match="discriminator.safetensors"):
+        pipe.finetune(1)
+
+
+def test_bf16_autocast_runs_on_cpu(model_dir):
+    from fewshotv2v import Pipeline
+
+    pipe = Pipeline.from_pretrained(model_dir, device="cpu", dtype="bf16", backend="none")
+    img = scene_image()
+    pipe.set_references([img], keypoints=[person_keypoints(img.shape[:2])])
+    frames, kps, _ = _frames_and_kps(2)
+    out = list(pipe.stream(frames, keypoints=kps))
+    assert len(out) == 2 and out[0].dtype == np.uint8
+
+
+def test_drive_from_a_preprocessed_clip_folder(pipe, tmp_path):
+    """A clip folder (dataset layout) drives without any detector: its keypoints.npy is used."""
+    from fewshotv2v.data.layout import DatasetWriter
+    from fewshotv2v.video import probe
+
+    hw = (80, 60)
+    writer = DatasetWriter(tmp_path / "ds", "pose")
+    clip = writer.clip("walk", fps=12.0)
+    for i in range(4):
+        clip.add_frame(scene_image(hw, seed=i), person_keypoints(hw, 0.5 * i) if i != 2 else None)
+    clip.close()
+    result = pipe.synthesize(drive=tmp_path / "ds" / "walk", output=tmp_path / "out.mp4", start=1 / 12)
+    assert (result.frames, result.frames_without_person, result.frames_held) == (3, 1, 1)
+    info = probe(tmp_path / "out.mp4")
+    assert info.num_frames == 3 and info.fps == pytest.approx(12.0) and not info.has_audio
+
+
+def test_face_mode_streams_edge_maps(tmp_path):
+    from fewshotv2v import Pipeline
+
+    folder = make_model(tmp_path / "face", with_discriminators=False, preset="tiny-face")
+    pipe = Pipeline.from_pretrained(folder, device="cpu", backend="none")
+    img = scene_image((96, 96))
+    refs = pipe.set_references([img], keypoints=[person_keypoints((96, 96))])
+    assert refs[0].label.shape == (1, 64, 64) and refs[0].label.max() > 0  # face edge map
+    frames, kps, _ = _frames_and_kps(3, hw=(96, 96))
+    out = list(pipe.stream(frames, keypoints=kps, side_by_side=True))
+    assert len(out) == 3 and out[0].shape == (64, 64 + 64 + 64, 3)
+    with pytest.raises(ConfigError, match="pose model"):
+        pipe.check_mode("pose")
+
+
+def test_reference_frames_spread_over_the_video_and_prefer_confident_ones(tmp_path):
+    """K slots over the video; in each, the candidate with the most confident detection wins."""
+    from fewshotv2v.inference.references import pick_reference_frames
+    from fewshotv2v.video import write_test_video
+
+    n, hw = 12, (48, 32)
+    # The frame index is painted into the red channel so the detector stub can read it back.
+    video = write_test_video(
+        tmp_path / "ref.mp4", [np.full((*hw, 3), 10 * i, np.uint8) for i in range(n)], 10.0
+    )
+    confidence = {0: 0.3, 2: 0.9, 3: 0.2, 4: 0.0, 6: 0.4, 7: 0.2, 8: 0.5, 10: 0.2, 11: 0.8}
+
+    def detect(image):
+        i = int(round(image[..., 0].mean() / 10))
+        c = confidence.get(i, 0.1)
+        if c == 0:
+            return None
+        kps = person_keypoints(hw)
+        kps[:, 2] = c
+        return Detection(kps)
+
+    picked = pick_reference_frames(video, 3, detect, "pose")
+    names = [name for _, _, name in picked]
+    # slots [0, 4) [4, 8) [8, 12); candidates 0/2/3, 4/6/7, 8/10/11 (centred in thirds of each slot)
+    assert names == ["ref.mp4 frame 2", "ref.mp4 frame 6", "ref.mp4 frame 11"]
+    with pytest.raises(NoPersonError):
+        pick_reference_frames(video, 2, lambda image: None, "pose")

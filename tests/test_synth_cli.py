@@ -1,0 +1,182 @@
+"""`fsv2v synth` end to end on a tiny random-weight model, with a fake keypoint backend and a synthetic
+driving video that has an audio track."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from fewshotv2v.cli import app
+from fewshotv2v.semantics.backends import register_backend, unregister_backend
+from test_pipeline import FakeBackend, make_model, scene_image
+
+runner = CliRunner()
+BACKEND = "fake-synth-test"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture
+def media(tmp_path):
+    """Three reference images and an 8-frame, 10 fps driving video with a 440 Hz tone."""
+    from fewshotv2v.video import write_image, write_test_video
+
+    refs = [write_image(tmp_path / f"ref{i}.png", scene_image(seed=i)) for i in range(3)]
+    frames = [scene_image((80, 60), seed=10 + i) for i in range(8)]
+    drive = write_test_video(tmp_path / "drive.mp4", frames, 10.0, tone_hz=440)
+    return refs, drive
+
+
+@pytest.fixture(autouse=True)
+def fake_backend():
+    backends = []
+
+    def factory(**kw):
+        backends.append(FakeBackend(**kw))
+        return backends[-1]
+
+    register_backend(BACKEND, factory)
+    yield backends
+    unregister_backend(BACKEND)
+
+
+def _synth(model_dir, refs, drive, out, *extra):
+    args = ["synth", "--drive", str(drive), "-o", str(out), "--model", str(model_dir), "--backend", BACKEND]
+    args += ["--device", "cpu"]
+    for r in refs:
+        args += ["--ref", str(r)]
+    return runner.invoke(app, [*args, *extra])
+
+
+def _one_line_error(result) -> str:
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    return lines[0]
+
+
+def test_synth_end_to_end_with_audio(model_dir, media, tmp_path):
+    from fewshotv2v.video import probe
+
+    refs, drive = media
+    out = tmp_path / "out.mp4"
+    result = _synth(model_dir, refs[:1], drive, out)
+    assert result.exit_code == 0, result.output
+    info = probe(out)
+    assert (info.num_frames, info.width, info.height, info.has_audio) == (8, 32, 64, True)
+    assert info.fps == pytest.approx(10.0)
+    summary = " ".join(result.stdout.split())
+    assert "8 frames in" in summary and "frames/s" in summary and str(out) in summary
+
+
+def test_three_references_start_and_side_by_side(model_dir, media, tmp_path):
+    from fewshotv2v.video import probe
+
+    refs, drive = media
+    out = tmp_path / "sbs.mp4"
+    result = _synth(model_dir, refs, drive, out, "--start", "0.3", "--max-frames", "4", "--side-by-side")
+    assert result.exit_code == 0, result.output
+    info = probe(out)
+    # driving frame 80x60 -> 64x48, skeleton 32, result 32
+    assert (info.num_frames, info.width, info.height, info.has_audio) == (4, 112, 64, True)
+    assert info.duration == pytest.approx(0.4, abs=0.1)
+
+
+def test_reference_video_with_ref_frames(model_dir, media, tmp_path):
+    refs, drive = media
+    out = tmp_path / "out.mp4"
+    result = _synth(model_dir, [drive], drive, out, "--ref-frames", "2", "--max-frames", "2")
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+
+
+def test_finetune_runs(model_dir, media, tmp_path):
+    refs, drive = media
+    out = tmp_path / "ft.mp4"
+    result = _synth(model_dir, refs[:2], drive, out, "--finetune", "1", "--max-frames", "1")
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+
+
+def test_finetune_without_discriminator_is_one_line(media, tmp_path):
+    refs, drive = media
+    folder = make_model(tmp_path / "g-only", with_discriminators=False)
+    result = _synth(folder, refs[:1], drive, tmp_path / "o.mp4", "--finetune", "3")
+    assert result.exit_code == 6
+    assert "discriminator.safetensors" in _one_line_error(result)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_existing_output_is_refused(model_dir, media, tmp_path):
+    refs, drive = media
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"keep me")
+    result = _synth(model_dir, refs[:1], drive, out)
+    assert result.exit_code == 5
+    assert "--overwrite" in _one_line_error(result)
+    assert out.read_bytes() == b"keep me"
+    result = _synth(model_dir, refs[:1], drive, out, "--overwrite", "--max-frames", "2")
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 100
+
+
+def test_bad_inputs_are_one_line_errors(model_dir, media, tmp_path):
+    refs, drive = media
+    out = tmp_path / "out.mp4"
+    cases = [
+        ((model_dir, refs[:1], drive, tmp_path / "missing" / "out.mp4"), 3, "does not exist"),
+        ((model_dir, refs[:1], tmp_path / "nope.mp4", out), 3, "not found"),
+        ((model_dir, [tmp_path / "nope.png"], drive, out), 3, "not found"),
+        ((tmp_path / "no-model", refs[:1], drive, out), 7, "not found"),
+    ]
+    result = _synth(model_dir, refs[:1], drive, out, "--start", "100")
+    assert result.exit_code == 3 and "no driving frames" in _one_line_error(result)
+    result = _synth(model_dir, refs[:1], drive, out, "--dtype", "fp16")  # on --device cpu
+    assert result.exit_code == 16 and "fp16" in _one_line_error(result)
+    result = _synth(model_dir, refs[:1], drive, out, "--dtype", "fp8")
+    assert result.exit_code == 2 and "dtype" in _one_line_error(result)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    cases.append(((model_dir, refs[:1], broken, out), 3, str(broken)))
+    for args, code, text in cases:
+        result = _synth(*args)
+        assert result.exit_code == code, (args, result.output)
+        assert text in _one_line_error(result)
+    assert not out.exists()
+
+
+def test_no_person_in_reference_or_drive(model_dir, media, tmp_path, monkeypatch):
+    refs, drive = media
+    register_backend(BACKEND, lambda **kw: FakeBackend(empty=True))
+    out = tmp_path / "out.mp4"
+    result = _synth(model_dir, refs[:1], drive, out)
+    assert result.exit_code == 4 and "no person detected in" in _one_line_error(result)
+
+    # The reference is fine, the driving video has nobody: error, and no output file.
+    calls = {"n": 0}
+
+    def only_first(**kw):
+        calls["n"] += 1
+        return FakeBackend(empty=calls["n"] > 1)
+
+    register_backend(BACKEND, only_first)
+    result = _synth(model_dir, refs[:1], drive, out, "--max-frames", "3")
+    assert result.exit_code == 4 and "driving video" in _one_line_error(result)
+    assert not out.exists()
+
+
+def test_mode_mismatch(model_dir, media, tmp_path):
+    refs, drive = media
+    result = _synth(model_dir, refs[:1], drive, tmp_path / "o.mp4", "--mode", "face")
+    assert result.exit_code == 2 and "face model" in _one_line_error(result)
+
+
+def test_interrupt_leaves_no_file(model_dir, media, tmp_path):
+    refs, drive = media
+    register_backend(BACKEND, lambda **kw: FakeBackend(fail_at=3, exc=KeyboardInterrupt()))
+    out = tmp_path / "out.mp4"
+    result = _synth(model_dir, refs[:1], drive, out)
+    assert result.exit_code == 130
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
