@@ -16,6 +16,14 @@ from typer.core import TyperGroup
 
 from fewshotv2v import __version__
 from fewshotv2v.commands import _common
+from fewshotv2v.commands import demo as _demo
+from fewshotv2v.commands import eval as _eval
+from fewshotv2v.commands import hub as _hub
+from fewshotv2v.commands import info as _info
+from fewshotv2v.commands import preprocess as _preprocess
+from fewshotv2v.commands import synth as _synth
+from fewshotv2v.commands import synthetic as _synthetic
+from fewshotv2v.commands import train as _train
 from fewshotv2v.errors import FewShotV2VError
 
 
@@ -80,7 +88,18 @@ def _root(
     _common.STATE.config_file = config
 
 
-# --- commands (one line each; the functions live in fewshotv2v/commands/) -------------------
+# --- commands, in the order of a typical workflow (the functions live in fewshotv2v/commands/) ----
+app.command("demo")(_demo.demo)
+app.command("synth")(_synth.synth)
+app.command("download")(_hub.download)
+app.command("models")(_hub.models)
+app.command("preprocess")(_preprocess.preprocess)
+app.command("synthetic")(_synthetic.synthetic)
+app.command("train")(_train.train)
+app.command("eval")(_eval.eval_)
+app.command("export")(_hub.export)
+app.command("push")(_hub.push)
+app.command("info")(_info.info)
 # --- end of commands --------------------------------------------------------------------------
 
 

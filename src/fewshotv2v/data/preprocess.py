@@ -344,6 +344,11 @@ def preprocess(
     out = Path(out)
     check_output(out, inputs)
     sources = collect_sources(inputs)
+    from fewshotv2v.video import probe
+
+    for source in sources:  # bad videos fail now, before the detector starts or anything is written
+        if source.kind == "video":
+            probe(source.path)
     writer = DatasetWriter(out, mode, overwrite=True)
     summary = PreprocessSummary()
     detector = None

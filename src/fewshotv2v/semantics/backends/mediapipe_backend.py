@@ -19,11 +19,37 @@ Confidences: body = mediapipe visibility (points under 0.5 are dropped), face an
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import numpy as np
 
 from fewshotv2v.errors import require
 from fewshotv2v.semantics import keypoints as K
 from fewshotv2v.semantics.backends.base import Backend, Detection, check_image
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence file descriptor 2 for a moment: mediapipe's C++ code logs through absl before logging is
+    initialised (TFLite delegate notices, feedback-manager warnings) and no Python setting reaches it.
+    Set FSV2V_MEDIAPIPE_LOGS=1 to see them."""
+    if os.environ.get("FSV2V_MEDIAPIPE_LOGS"):
+        yield
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
 
 # BODY_25 index -> mediapipe pose index (neck, mid-hip and small toes are derived).
 MP_TO_BODY25 = {
@@ -130,22 +156,29 @@ class MediaPipeBackend(Backend):
         min_visibility: float = 0.5,
     ) -> None:
         mp = require("mediapipe", "pose")
+        self._first = True
         self._segmentation = segmentation
         self._min_visibility = min_visibility
-        self._holistic = mp.solutions.holistic.Holistic(
-            static_image_mode=static_image_mode,
-            model_complexity=1,
-            smooth_landmarks=True,
-            enable_segmentation=segmentation,
-            refine_face_landmarks=refine_face_landmarks,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence,
-        )
+        with _quiet_native_stderr():  # graph start-up notices from TFLite / absl
+            self._holistic = mp.solutions.holistic.Holistic(
+                static_image_mode=static_image_mode,
+                model_complexity=1,
+                smooth_landmarks=True,
+                enable_segmentation=segmentation,
+                refine_face_landmarks=refine_face_landmarks,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
+            )
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """``image`` uint8 RGB ``(H, W, 3)`` -> zero or one :class:`Detection`."""
         img = check_image(image)
-        res = self._holistic.process(img)
+        if self._first:  # the first frame starts the per-model calculators, which log too
+            self._first = False
+            with _quiet_native_stderr():
+                res = self._holistic.process(img)
+        else:
+            res = self._holistic.process(img)
         pose = _as_array(res.pose_landmarks, with_visibility=True)
         face = _as_array(res.face_landmarks)
         lh, rh = _as_array(res.left_hand_landmarks), _as_array(res.right_hand_landmarks)
