@@ -37,71 +37,20 @@ from fewshotv2v.errors import (
     NotFoundOnHubError,
     OfflineError,
 )
+from fewshotv2v.registry import (  # noqa: F401  (re-exported: hub.load_registry etc.)
+    _COMMIT,
+    REGISTRY_FILE,
+    RegistryEntry,
+    RegistryFile,
+    _as_registry,
+    load_registry,
+)
 
 LIBRARY_NAME = "fewshotv2v"
-REGISTRY_FILE = Path(__file__).with_name("registry.json")
 ASSETS_DIR = Path(__file__).with_name("assets")
 MODEL_FILES = ("config.json", "model.safetensors")  # a fewshotv2v model folder needs both
 OPTIONAL_MODEL_FILES = ("discriminator.safetensors",)
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
-
-
-# ---------------------------------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class RegistryFile:
-    filename: str
-    sha256: str | None = None
-    size: int | None = None  # bytes; None when not known
-
-
-@dataclass(frozen=True)
-class RegistryEntry:
-    """One named model: where its files live on the Hub (or that it ships in the package)."""
-
-    name: str
-    kind: str = "model"  # model | backbone | keypoints
-    repo_id: str | None = None
-    revision: str | None = None  # pinned 40-hex commit
-    files: tuple[RegistryFile, ...] = ()
-    license: str | None = None
-    description: str = ""
-    mode: str | None = None
-    published: bool = True
-    packaged: bool = False
-
-    @property
-    def size(self) -> int | None:
-        """Total bytes, or None if any file's size is unknown (or there are no files)."""
-        sizes = [f.size for f in self.files]
-        return sum(sizes) if sizes and all(s is not None for s in sizes) else None  # type: ignore[misc]
-
-
-def load_registry(path: str | Path | None = None) -> dict[str, RegistryEntry]:
-    """Read the registry: `path`, else `$FSV2V_REGISTRY`, else the manifest shipped in the package."""
-    path = Path(path or os.environ.get("FSV2V_REGISTRY") or REGISTRY_FILE).expanduser()
-    try:
-        data = json.loads(path.read_text())
-        models = data["models"]
-        entries = {}
-        for name, raw in models.items():
-            raw = dict(raw)
-            files = tuple(RegistryFile(**f) for f in raw.pop("files", []))
-            entry = RegistryEntry(name=name, files=files, **raw)
-            if entry.published and not entry.packaged and not (entry.repo_id and entry.files):
-                raise ValueError(f"entry {name!r} has no repo_id or files")
-            if entry.revision is not None and not _COMMIT.match(entry.revision):
-                raise ValueError(f"entry {name!r}: revision must be a 40-hex commit")
-            entries[name] = entry
-        return entries
-    except FileNotFoundError as exc:
-        raise ConfigError(f"model registry not found: {path}") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"invalid model registry {path}: {exc}") from exc
-
-
-def _as_registry(registry: dict[str, RegistryEntry] | str | Path | None) -> dict[str, RegistryEntry]:
-    return registry if isinstance(registry, dict) else load_registry(registry)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
