@@ -302,7 +302,10 @@ def _run_folder(root: Path) -> Path:
     (tmp / "model.safetensors").write_bytes(safetensors_bytes({"step": "300"}))
     (root / "metrics.json").write_text(json.dumps({"psnr": 23.25, "ssim": 0.81}))
     (root / "train_config.json").write_text(json.dumps({"dataset": "data/my-dancers", "steps": 200}))
-    log = [{"step": 100, "time": 1.0, "loss_g": 2.5}, {"step": 200, "time": 2.0, "loss_g": 1.25}]
+    log = [  # the trainer's record format: losses nested under "losses"
+        {"step": 100, "time": 1.0, "losses": {"loss_g": 2.5}, "lr_g": 1e-4},
+        {"step": 200, "time": 2.0, "losses": {"loss_g": 1.25}, "lr_g": 1e-4},
+    ]
     (root / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log) + '{"step": 3')  # torn line
     return root
 
@@ -322,7 +325,7 @@ def test_export_run_folder_picks_newest_checkpoint(tmp_path):
     front = card.split("---")[1]
     assert "license: apache-2.0" in front and "library_name: fewshotv2v" in front and "- pose" in front
     assert "| psnr | 23.25 |" in card and "data/my-dancers" in card
-    assert "last logged step (200)" in card and "loss_g: 1.25" in card
+    assert "last logged step (200)" in card and "loss_g: 1.25" in card and "lr_g" not in card
     with pytest.raises(OutputExistsError):
         hub_publish.export_model(run, out)
     out = hub_publish.export_model(run, out, ema=False, overwrite=True)

@@ -107,7 +107,11 @@ def _last_losses(log: Path) -> dict[str, Any] | None:
         except ValueError:
             continue
         if isinstance(record, dict) and "step" in record:
-            return record
+            # The trainer logs {"step", "time", "losses": {...}, "lr_g", ...}: the card lists the losses.
+            losses = record.get("losses")
+            flat = dict(losses) if isinstance(losses, dict) else dict(record)
+            flat["step"] = record["step"]
+            return flat
     return None
 
 
