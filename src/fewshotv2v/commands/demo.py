@@ -26,8 +26,11 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic people and motion.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
-    """Make a synthetic reference person and driving clip (with audio) and synthesize the reference
-    person performing the clip's motion, with the model shipped in the package (no download)."""
+    """Run the whole pipeline on synthetic inputs with the packaged demo model (no download).
+
+    Makes a synthetic reference person and a driving clip with audio, synthesizes the reference person
+    performing the clip's motion, and writes the video, a side-by-side version and the reference image.
+    """
     from fewshotv2v.demo import run_demo
 
     settings = _common.settings(device=device)

@@ -39,8 +39,11 @@ def eval_(
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")] = None,
 ) -> None:
-    """Re-synthesize each clip from its own frames (references and label maps of the same clip, so the
-    ground truth is known) and report L1, PSNR, SSIM and temporal flicker per K."""
+    """Self-reconstruction metrics per K: L1, PSNR, SSIM and temporal flicker.
+
+    Re-synthesizes each clip from its own frames (references and label maps of the same clip, so the
+    ground truth is known), prints a table and optionally writes JSON.
+    """
     from fewshotv2v import hub
     from fewshotv2v.evaluation import evaluate, format_table
     from fewshotv2v.models.io import load_pretrained

@@ -47,8 +47,11 @@ def synthetic(
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty folder.")] = False,
 ) -> None:
-    """Render synthetic people (own skin, hair, clothes, proportions, background; procedural walking,
-    waving and dancing) with exact keypoints and masks, in the dataset layout used for training."""
+    """Render synthetic people with exact keypoints and masks, as a training dataset.
+
+    Each identity has its own skin, hair, clothes, proportions and background, and moves procedurally
+    (idle, walking, waving, dancing); the output uses the dataset layout of `fsv2v preprocess`.
+    """
     from fewshotv2v.data.synthetic import generate_dataset
 
     def given(value, default):  # None = flag not given (0 is passed on, and rejected by the library)

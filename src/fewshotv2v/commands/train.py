@@ -97,9 +97,11 @@ def train(
         bool, typer.Option("--overwrite", help="Start over in an existing run folder.")
     ] = False,
 ) -> None:
-    """Train the generator and discriminators (single-frame stage, then growing clips), with EMA,
-    checkpoints, sample grids and a loss log in the run folder. Multi-GPU: `torchrun --nproc-per-node N
-    -m fewshotv2v train ...`."""
+    """Train a model on a dataset folder (one GPU, CPU, or many GPUs with torchrun).
+
+    Single-frame stage, then growing clips, with EMA, checkpoints, sample grids and a loss log in the run
+    folder. Multi-GPU: `torchrun --nproc-per-node N -m fewshotv2v train ...`.
+    """
     from fewshotv2v.training.run import plan_run, run_training
 
     settings = _common.settings(device=device)
