@@ -332,3 +332,22 @@ def test_reference_frames_spread_over_the_video_and_prefer_confident_ones(tmp_pa
     assert names == ["ref.mp4 frame 2", "ref.mp4 frame 6", "ref.mp4 frame 11"]
     with pytest.raises(NoPersonError):
         pick_reference_frames(video, 2, lambda image: None, "pose")
+
+
+def test_upper_body_reference_warns(model_dir):
+    """A pose reference without legs (e.g. a portrait) still works, with a one-line warning."""
+    import warnings
+
+    from fewshotv2v import Pipeline
+    from fewshotv2v.errors import FewShotV2VWarning
+
+    pipe = Pipeline.from_pretrained(model_dir, device="cpu", backend="none")
+    img = scene_image()
+    whole = person_keypoints(img.shape[:2])
+    portrait = whole.copy()
+    portrait[[10, 11, 13, 14, 19, 20, 21, 22, 23, 24], 2] = 0.0  # no knees, ankles or feet
+    with pytest.warns(FewShotV2VWarning, match="no legs visible in reference"):
+        pipe.set_references([img], keypoints=[portrait])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewShotV2VWarning)
+        pipe.set_references([img], keypoints=[whole])  # a whole body: no warning

@@ -31,8 +31,15 @@ class _ErrorHandlingGroup(TyperGroup):
     """Turns library errors into one clean line + exit code, also under CliRunner."""
 
     def invoke(self, ctx):  # type: ignore[override]
+        import warnings
+
+        from fewshotv2v.errors import FewShotV2VWarning
+
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", FewShotV2VWarning)
+                warnings.showwarning = _common.show_warning
+                return super().invoke(ctx)
         except FewShotV2VError as exc:
             _common.print_error(str(exc), exc)
             raise typer.Exit(exc.exit_code) from None

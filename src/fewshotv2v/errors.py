@@ -100,6 +100,10 @@ class DeviceError(FewShotV2VError):
     exit_code = 16
 
 
+class FewShotV2VWarning(UserWarning):
+    """Something the user should know about a result that still goes ahead (the CLI prints one line)."""
+
+
 def require(module: str, extra: str):
     """Import an optional dependency or raise a `DependencyError` naming the extra to install."""
     import importlib

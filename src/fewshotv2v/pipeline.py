@@ -210,6 +210,8 @@ class Pipeline:
         if len(refs) > self.config.k_max:
             raise InputError(f"{len(refs)} references given; this model takes at most {self.config.k_max}")
         self.references = refs
+        if self.mode == "pose":
+            _warn_partial_bodies(refs)
         self._encode_references()
         return refs
 
@@ -411,6 +413,27 @@ class Pipeline:
             frames_held=s.frames_held,
             frames_empty=s.frames_empty,
             finetune_steps=finetune,
+        )
+
+
+def _warn_partial_bodies(refs: list[Reference]) -> None:
+    """Pose models are trained on whole bodies: a reference without visible ankles (an upper-body photo)
+    gives a crop of the upper body, so a full-body driver is scaled up and can leave the frame."""
+    import warnings
+
+    from fewshotv2v.errors import FewShotV2VWarning
+    from fewshotv2v.semantics import keypoints as K
+
+    ankles = [K.BODY.start + 11, K.BODY.start + 14]  # BODY_25 RAnkle, LAnkle
+    partial = [
+        r.name or f"reference {i}" for i, r in enumerate(refs) if (r.keypoints[ankles, 2] < 0.05).all()
+    ]
+    if partial and len(partial) == len(refs):
+        warnings.warn(
+            f"no legs visible in {', '.join(partial)}: pose models expect full-body references; the "
+            "driving body will be scaled to the visible part and may leave the frame",
+            FewShotV2VWarning,
+            stacklevel=3,
         )
 
 

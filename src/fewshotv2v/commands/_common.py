@@ -47,6 +47,12 @@ def print_error(message: str, exc: BaseException | None) -> None:
     console.print(f"[bold red]error:[/] {' '.join(message.split())}", markup=True, soft_wrap=True)
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """`warnings.showwarning` for the CLI: library warnings as one `warning:` line on stderr."""
+    text = " ".join(str(message).split())
+    err_console().print(f"[bold yellow]warning:[/] {text}", markup=True, soft_wrap=True, highlight=False)
+
+
 def info(message: str) -> None:
     if not STATE.quiet:
         err_console().print(message, soft_wrap=True)
