@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fewshotv2v.video import resize_image
+
 
 def tensor_to_image(image) -> np.ndarray:
     """`(3, H, W)` or `(1, 3, H, W)` float tensor in [-1, 1] -> `uint8 (H, W, 3)`."""
@@ -36,28 +38,15 @@ def label_to_image(label: np.ndarray) -> np.ndarray:
     return (np.clip(rgb, 0.0, 1.0) * 255).round().astype(np.uint8).transpose(1, 2, 0).copy()
 
 
-def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize `uint8 (h, w, 3)` to `(height, width, 3)` (bilinear, antialiased when shrinking)."""
-    import torch
-    import torch.nn.functional as F
-
-    if image.shape[:2] == (height, width):
-        return image
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()  # (1, 3, h, w)
-    shrink = height < image.shape[0] or width < image.shape[1]
-    y = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=shrink)
-    return y[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-
-
 def resize_to_height(image: np.ndarray, height: int) -> np.ndarray:
     """Resize keeping the aspect ratio so that the image is `height` pixels tall (width rounded to even)."""
     h, w = image.shape[:2]
     width = max(2, int(round(w * height / h / 2)) * 2)
-    return resize_image(image, height, width)
+    return resize_image(image, width, height)
 
 
 def side_by_side(drive: np.ndarray, skeleton: np.ndarray, result: np.ndarray) -> np.ndarray:
     """`drive (h, w, 3)` | `skeleton (H, W, 3)` | `result (H, W, 3)` -> `uint8 (H, w' + 2W, 3)`."""
     height = result.shape[0]
-    panels = [resize_to_height(drive, height), resize_image(skeleton, height, result.shape[1]), result]
+    panels = [resize_to_height(drive, height), resize_image(skeleton, result.shape[1], height), result]
     return np.concatenate(panels, axis=1)
