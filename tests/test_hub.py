@@ -15,6 +15,7 @@ from fewshotv2v.errors import (
     ChecksumError,
     ConfigError,
     DiskFullError,
+    FewShotV2VWarning,
     ModelNotFoundError,
     NotFoundOnHubError,
     OfflineError,
@@ -167,7 +168,10 @@ def test_unpinned_revision_and_force(tmp_path, server, monkeypatch):
     hashed = []
     real = hub.sha256_file
     monkeypatch.setattr(hub, "sha256_file", lambda path: hashed.append(path.name) or real(path))
-    folder = hub.download("weights", settings=settings, registry=registry, revision="main", progress=False)
+    with pytest.warns(FewShotV2VWarning, match="not the pinned one"):
+        folder = hub.download(
+            "weights", settings=settings, registry=registry, revision="main", progress=False
+        )
     assert hashed == [] and "/resolve/main/" in server.requests[0].path  # not the pin: not checked
     hub.download("weights", settings=settings, registry=registry, progress=False)
     hub.download("weights", settings=settings, registry=registry, progress=False)

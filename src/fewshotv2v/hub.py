@@ -300,9 +300,15 @@ def download(
     assert entry.repo_id is not None and rev is not None  # checked by load_registry
     pinned = rev == entry.revision
     if not pinned:
-        from fewshotv2v.commands._common import info
+        import warnings
 
-        info(f"[yellow]warning:[/] revision {rev} is not the pinned one: sha256 checks are skipped")
+        from fewshotv2v.errors import FewShotV2VWarning
+
+        warnings.warn(
+            f"revision {rev} is not the pinned one: sha256 checks are skipped",
+            FewShotV2VWarning,
+            stacklevel=2,
+        )
     folder: Path | None = None
     for file in entry.files:
         path = _fetch(
