@@ -5,7 +5,7 @@ Importing the package is cheap: torch and the heavy modules load on first use of
 
 from __future__ import annotations
 
-from typing import Any
+from fewshotv2v._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -22,9 +22,4 @@ _LAZY = {
 __all__ = ["__version__", "ModelConfig", "Generator", "FewShotV2VError", "Settings", "Pipeline"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fewshotv2v' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

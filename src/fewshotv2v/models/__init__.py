@@ -6,7 +6,7 @@ or through the lazy attributes below.
 
 from __future__ import annotations
 
-from typing import Any
+from fewshotv2v._lazy import lazy_getattr
 
 _LAZY = {
     "Generator": "fewshotv2v.models.generator",
@@ -19,9 +19,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fewshotv2v.models' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -7,7 +7,7 @@ Modules: `config` (TrainConfig), `trainer` (Trainer), `steps` (per-frame D / G c
 
 from __future__ import annotations
 
-from typing import Any
+from fewshotv2v._lazy import lazy_getattr
 
 _LAZY = {
     "TrainConfig": "fewshotv2v.training.config",
@@ -22,9 +22,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fewshotv2v.training' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
