@@ -37,3 +37,14 @@ def _seed():
     except ImportError:  # pragma: no cover
         pass
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models are fastest on one thread (and the CI machine is shared); restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

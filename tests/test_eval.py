@@ -15,12 +15,7 @@ from fewshotv2v.evaluation import ClipMetrics, psnr, ssim
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_ssim_matches_scikit_image():
