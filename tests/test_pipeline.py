@@ -351,3 +351,24 @@ def test_upper_body_reference_warns(model_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("error", FewShotV2VWarning)
         pipe.set_references([img], keypoints=[whole])  # a whole body: no warning
+
+
+def test_one_pass_writes_result_and_side_by_side(model_dir, tmp_path):
+    """`side_by_side_output` writes both videos from one pass: the detector runs once per frame."""
+    from fewshotv2v import Pipeline
+    from fewshotv2v.video import probe, write_test_video
+
+    drive = write_test_video(tmp_path / "drive.mp4", [scene_image((80, 60), i) for i in range(5)], 10.0)
+    backend = FakeBackend()
+    pipe = Pipeline.from_pretrained(model_dir, device="cpu", backend=backend)
+    pipe.set_references([scene_image()])
+    calls_for_references = backend.calls
+    out, side = tmp_path / "out.mp4", tmp_path / "side.mp4"
+    result = pipe.synthesize(drive=drive, output=out, side_by_side_output=side)
+    assert result.frames == 5 and backend.calls - calls_for_references == 5
+    main, composite = probe(out), probe(side)
+    assert (main.width, main.height, main.num_frames) == (32, 64, 5)
+    assert composite.num_frames == 5 and composite.width > main.width and composite.height == 64
+    with pytest.raises(OutputExistsError):  # either existing output is refused before any work
+        pipe.synthesize(drive=drive, output=tmp_path / "new.mp4", side_by_side_output=side)
+    assert not (tmp_path / "new.mp4").exists()

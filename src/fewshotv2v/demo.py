@@ -32,7 +32,7 @@ class DemoResult:
     reference: Path
     frames: int
     fps: float  # video frame rate (the driving clip's)
-    seconds: float  # wall time of both synthesis passes
+    seconds: float  # wall time of the synthesis
 
     def summary(self) -> str:
         return (
@@ -94,19 +94,18 @@ def run_demo(
     pipe.set_references([pair.ref_image], keypoints=[pair.ref_keypoints], masks=[None])
 
     t0 = time.perf_counter()
-    result = None
     with tempfile.TemporaryDirectory(prefix="fsv2v-demo-") as tmp:
         drive = Path(tmp) / "driving.mp4"
         write_test_video(drive, iter(pair.drive_images), DEMO_FPS, tone_hz=DEMO_TONE_HZ)
-        for path, composite in ((output, False), (side_by_side_path(output), True)):
-            result = pipe.synthesize(
-                drive=drive,
-                output=path,
-                drive_keypoints=iter(pair.drive_keypoints),
-                side_by_side=composite,
-                overwrite=overwrite,
-                on_frame=on_frame,
-            )
+        # One pass writes both videos: each frame is synthesized once.
+        result = pipe.synthesize(
+            drive=drive,
+            output=output,
+            side_by_side_output=side_by_side_path(output),
+            drive_keypoints=iter(pair.drive_keypoints),
+            overwrite=overwrite,
+            on_frame=on_frame,
+        )
     write_image(reference_path(output), pair.ref_image)
     return DemoResult(
         output=output,

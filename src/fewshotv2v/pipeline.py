@@ -362,6 +362,7 @@ class Pipeline:
         end: float | None = None,
         max_frames: int | None = None,
         side_by_side: bool = False,
+        side_by_side_output: str | Path | None = None,
         overwrite: bool = False,
         crf: int = 18,
         on_frame: Callable[[int, int | None, float], None] | None = None,
@@ -371,14 +372,19 @@ class Pipeline:
         video into `output` (H.264 at the driving video's fps, its audio copied from `start`).
 
         The output is written to a temp file and renamed at the end: an error or Ctrl-C leaves nothing at
-        `output`. An existing `output` is refused unless `overwrite`.
+        `output`. An existing `output` is refused unless `overwrite`. `side_by_side_output`: also write the
+        `driving | skeleton | result` video there, from the same pass (each frame is synthesized once).
         """
+        import contextlib
+
         from fewshotv2v.video import VideoWriter
 
         if drive is None or output is None:
             raise InputError("synthesize() needs drive= and output=")
         output = Path(output)
-        _check_output(output, overwrite)
+        composite_path = Path(side_by_side_output) if side_by_side_output is not None else None
+        for path in (output, composite_path) if composite_path is not None else (output,):
+            _check_output(path, overwrite)
         source = drive_source(drive, keypoints=drive_keypoints, start=start, end=end, max_frames=max_frames)
         if ref is not None:
             self.set_references(ref, keypoints=ref_keypoints, ref_frames=ref_frames)
@@ -390,11 +396,20 @@ class Pipeline:
         audio = source.path if source.has_audio else None
         frames = 0
         t0 = time.perf_counter()
-        writer = VideoWriter(
-            output, source.fps, crf=crf, audio_from=audio, audio_offset=start or 0.0, overwrite=overwrite
-        )
-        with writer:
-            for frame in self._stream(source, side_by_side):
+
+        def open_writer(path: Path) -> VideoWriter:
+            return VideoWriter(
+                path, source.fps, crf=crf, audio_from=audio, audio_offset=start or 0.0, overwrite=overwrite
+            )
+
+        width = self.config.width  # the result is the right-most panel of a side-by-side frame
+        with contextlib.ExitStack() as writers:
+            writer = writers.enter_context(open_writer(output))
+            composite = writers.enter_context(open_writer(composite_path)) if composite_path else None
+            for frame in self._stream(source, side_by_side or composite is not None):
+                if composite is not None:
+                    composite.write(frame)
+                    frame = frame if side_by_side else np.ascontiguousarray(frame[:, -width:])
                 writer.write(frame)
                 frames += 1
                 if on_frame is not None:
