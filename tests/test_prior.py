@@ -74,7 +74,7 @@ def test_identical_keypoints_give_zero_flow():
     flow, coverage = pose_prior_flow(kps, kps, POSE_HW)
     assert flow.shape == (1, 2, *POSE_HW) and coverage.shape == (1, 1, *POSE_HW)
     assert flow.abs().max() < 1e-4
-    assert coverage.max() == 1.0 and coverage.amin() < 1e-3  # the person, and background around it
+    assert coverage.max() > 0.99 and coverage.amin() < 1e-3  # the person, and background around it
     _, face, _ = _person(syn.Pose(), FACE_HW, "face")
     assert face_prior_flow(face, face, FACE_HW).abs().max() < 1e-4
 
@@ -124,7 +124,7 @@ def test_pose_recovers_a_similarity_inside_the_person():
     inv = torch.linalg.inv(torch.tensor([[c, -s], [s, c]]) * 1.1)
     p = _pixels(*POSE_HW)
     expected = torch.einsum("ij,jhw->ihw", inv, p - torch.tensor([-5.0, 8.0])[:, None, None]) - p
-    inside = coverage[0, 0] >= 1 - 1e-6
+    inside = coverage[0, 0] > 0.9
     assert inside.float().mean() > 0.05
     assert (flow[0] - expected).norm(dim=0)[inside].max() < 1e-2
     # background stays: no flow where coverage vanishes (the image corners)
@@ -264,15 +264,19 @@ def test_flow_scales_with_resolution(mode):
 
 
 def test_strided_evaluation_matches_the_full_grid():
-    _, ref, _ = _person(syn.Pose(r_arm=0.8))
-    _, drive, _ = _person(syn.Pose(r_arm=1.2, r_elbow=0.6, lean=0.1))
-    full, cover_full = pose_prior_flow(ref, drive, POSE_HW, stride=1)
-    coarse, cover_coarse = pose_prior_flow(ref, drive, POSE_HW, stride=4)
-    assert (full - coarse).norm(dim=1).mean() < 0.05 and (cover_full - cover_coarse).abs().mean() < 0.01
-    _, cover_half = pose_prior_flow(ref, drive, POSE_HW, stride=2)
-    assert (cover_full - cover_half).abs().max() < 0.1
-    face_full = face_prior_flow(ref, drive, POSE_HW, stride=1)
-    assert (face_full - face_prior_flow(ref, drive, POSE_HW, stride=4)).abs().max() < 0.1
+    """The default stride at 512 px (2): smooth weights and TPS sampled every other pixel, then upsampled."""
+    size = (512, 384)
+    _, ref, _ = _person(syn.Pose(r_arm=0.8), size)
+    _, drive, _ = _person(syn.Pose(r_arm=1.2, r_elbow=0.6, lean=0.1), size)
+    full, cover_full = pose_prior_flow(ref, drive, size, stride=1)
+    coarse, cover_coarse = pose_prior_flow(ref, drive, size)
+    assert (full - coarse).norm(dim=1).mean() < 0.01 and (cover_full - cover_coarse).abs().mean() < 0.005
+    assert (cover_full - cover_coarse).abs().max() < 0.15  # only at the (sharp) edges of the person
+    size = (512, 512)
+    _, ref, _ = _person(syn.Pose(), size, "face")
+    drive = _open_mouth(_similarity(ref, 0.1, 1.05, (4.0, 2.0)), 12.0)
+    face_full = face_prior_flow(ref, drive, size, stride=1)
+    assert (face_full - face_prior_flow(ref, drive, size)).abs().max() < 0.05
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
@@ -332,6 +336,13 @@ def test_limb_radius_is_measured_in_the_reference_mask():
     _, cover = pose_prior_flow(ref, ref, (512, 256), ref_mask=mask[None, None])
     _, cover_thin = pose_prior_flow(ref, ref, (512, 256), ref_mask=thin)
     assert cover_thin.sum() < cover.sum()
+    # any mask layout and resolution: (H, W) at twice the size gives the same radii
+    big = F.interpolate(mask[None, None], scale_factor=2, mode="bilinear")[0, 0].numpy()
+    torch.testing.assert_close(
+        pose_prior_flow(ref, ref, (512, 256), ref_mask=big)[1], cover, atol=0.02, rtol=0
+    )
+    with pytest.raises(InputError):
+        pose_prior_flow(ref, ref, (512, 256), ref_mask=torch.zeros(3, 2, 512, 256))
 
 
 def test_prior_flow_dispatch():

@@ -23,6 +23,8 @@ from fewshotv2v.errors import ConfigError, InputError
 from fewshotv2v.semantics import keypoints as kp
 
 _FAR = 1e6  # "no segment" distance in pixels: its weight and coverage underflow to exactly 0
+_FALLOFF = 0.5  # the flow: 1 up to a part's radius r, then a Gaussian fall-off of sigma _FALLOFF * r
+_EDGE = 0.15  # the coverage: a logistic edge at d = r, of width _EDGE * r
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -34,6 +36,17 @@ def _as_batch(kps, name: str) -> Tensor:
     if kps.ndim != 3 or kps.shape[1:] != (kp.NUM_KEYPOINTS, 3):
         raise InputError(f"{name}: expected (B, {kp.NUM_KEYPOINTS}, 3) keypoints, got {tuple(kps.shape)}")
     return kps.float()
+
+
+def _as_mask(mask, batch: int, size: tuple[int, int], device) -> Tensor:
+    """Person mask (H, W), (B, H, W) or (B | 1, 1, H, W), any resolution -> float32 (B, 1, H, W) at size."""
+    mask = torch.as_tensor(mask).to(device=device, dtype=torch.float32)
+    mask = mask[None, None] if mask.ndim == 2 else mask[:, None] if mask.ndim == 3 else mask
+    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, batch):
+        raise InputError(f"ref_mask: expected (B, 1, H, W) with B = {batch}, got {tuple(mask.shape)}")
+    if tuple(mask.shape[-2:]) != tuple(size):
+        mask = F.interpolate(mask, size=tuple(size), mode="bilinear", align_corners=False)
+    return mask.expand(batch, -1, -1, -1)
 
 
 def _split(kps: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
@@ -200,17 +213,18 @@ def _hand(wrist: int, first: int) -> tuple[tuple[int, ...], tuple[tuple[int, int
 
 _R_HAND, _L_HAND = _hand(kp.R_WRIST, kp.RIGHT_HAND.start), _hand(kp.L_WRIST, kp.LEFT_HAND.start)
 _TORSO_QUAD = (kp.R_SHOULDER, kp.L_SHOULDER, kp.L_HIP, kp.R_HIP)
+_CROWN = kp.NUM_KEYPOINTS  # virtual point above the nose, nose + 0.5 (nose - neck): the head's upward bone
 _HEAD = (kp.NOSE, kp.R_EYE, kp.L_EYE, kp.R_EAR, kp.L_EAR, kp.NECK, *range(kp.FACE.start, kp.FACE.stop))
 
 # (name, parent index, fit points, target segments, radius as a fraction of the person's size).
 # Parents come before their children. Radii follow the proportions of the synthetic people
-# (`data.synthetic._BODY`: limb radii 0.022-0.045 of the height, head half-height 0.068).
+# (`data.synthetic._BODY`: limb radii 0.022-0.045 of the height, head half-width 0.054).
 PARTS = (
     ("torso", -1, (kp.NECK, *_TORSO_QUAD, kp.MID_HIP),
      tuple(zip(_TORSO_QUAD, _TORSO_QUAD[1:] + _TORSO_QUAD[:1], strict=True))
      + ((kp.NECK, kp.MID_HIP), (kp.NECK, kp.R_SHOULDER), (kp.NECK, kp.L_SHOULDER)), 0.03),
-    ("head", 0, _HEAD, ((kp.NECK, kp.NOSE), (kp.NOSE, kp.R_EYE), (kp.NOSE, kp.L_EYE), (kp.R_EYE, kp.R_EAR),
-                        (kp.L_EYE, kp.L_EAR)), 0.07),
+    ("head", 0, _HEAD, ((kp.NECK, kp.NOSE), (kp.NOSE, _CROWN), (kp.NOSE, kp.R_EYE), (kp.NOSE, kp.L_EYE),
+                        (kp.R_EYE, kp.R_EAR), (kp.L_EYE, kp.L_EAR)), 0.05),
     ("r_upper_arm", 0, (kp.R_SHOULDER, kp.R_ELBOW), ((kp.R_SHOULDER, kp.R_ELBOW),), 0.03),
     ("r_forearm", 2, (kp.R_ELBOW, kp.R_WRIST), ((kp.R_ELBOW, kp.R_WRIST),), 0.025),
     ("r_hand", 3, *_R_HAND, 0.02),
@@ -249,8 +263,12 @@ def _tables(device) -> dict[str, Tensor]:
 
 def _part_distance(xy: Tensor, valid: Tensor, tab: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
     """Distance (B, P, h, w) in pixels from each sample (x (1, w), y (h, 1)) to each part's target segments
-    (_FAR: none valid); 0 inside the torso quadrilateral. Evaluated in row blocks to bound memory."""
+    (_FAR: none valid); 0 inside the torso quadrilateral. Evaluated in row blocks to bound memory.
+    xy (B, 137, 2), valid (B, 137); the virtual _CROWN point is added here."""
     b, s = xy.shape[0], tab["seg"].shape[0]
+    crown = 1.5 * xy[:, kp.NOSE] - 0.5 * xy[:, kp.NECK]  # (B, 2)
+    xy = torch.cat([xy, crown[:, None]], 1)  # (B, 138, 2)
+    valid = torch.cat([valid, (valid[:, kp.NOSE] & valid[:, kp.NECK])[:, None]], 1)
     p0, p1 = xy[:, tab["seg"][:, 0]], xy[:, tab["seg"][:, 1]]  # (B, S, 2)
     seg_ok = valid[:, tab["seg"][:, 0]] & valid[:, tab["seg"][:, 1]]  # (B, S)
     ab = p1 - p0
@@ -280,6 +298,31 @@ def _part_distance(xy: Tensor, valid: Tensor, tab: dict[str, Tensor], x: Tensor,
         part[:, 0] = torch.where(inside, 0.0, part[:, 0])
         out.append(part)
     return torch.cat(out, 2)
+
+
+# Bones and their length as a fraction of the standing height (adult proportions, close to `_BODY`).
+_SIZE_BONES = (
+    ((kp.NECK, kp.MID_HIP), 0.30),
+    ((kp.R_SHOULDER, kp.R_ELBOW), 0.18), ((kp.L_SHOULDER, kp.L_ELBOW), 0.18),
+    ((kp.R_ELBOW, kp.R_WRIST), 0.15), ((kp.L_ELBOW, kp.L_WRIST), 0.15),
+    ((kp.R_HIP, kp.R_KNEE), 0.24), ((kp.L_HIP, kp.L_KNEE), 0.24),
+    ((kp.R_KNEE, kp.R_ANKLE), 0.235), ((kp.L_KNEE, kp.L_ANKLE), 0.235),
+)  # fmt: skip
+
+
+def _person_size(xy: Tensor, valid: Tensor) -> Tensor:
+    """Person height estimate (B,) in pixels of the driving frame: the largest bone length / its fraction
+    of the height (foreshortening only shortens bones, so the max is the least foreshortened one); the
+    larger side of the box of the valid points when no bone is visible; 0 without any point."""
+    bones = torch.tensor([b for b, _ in _SIZE_BONES], device=xy.device)  # (L, 2)
+    frac = torch.tensor([f for _, f in _SIZE_BONES], device=xy.device)
+    length = (xy[:, bones[:, 1]] - xy[:, bones[:, 0]]).norm(dim=-1)  # (B, L)
+    length = torch.where(valid[:, bones[:, 0]] & valid[:, bones[:, 1]], length, 0.0)
+    from_bones = (length / frac).amax(-1)
+    lo = torch.where(valid[..., None], xy, torch.inf).amin(1)  # (B, 2)
+    hi = torch.where(valid[..., None], xy, -torch.inf).amax(1)
+    extent = torch.where(valid.any(1), (hi - lo).amax(-1), 0.0)
+    return torch.where(from_bones > 0, from_bones, extent)
 
 
 def _mask_radius(mask: Tensor, ref_xy: Tensor, ref_ok: Tensor, default: Tensor, tab: dict[str, Tensor]):
@@ -334,13 +377,17 @@ def pose_prior_flow(
     quadrilateral) and r_i its radius:
 
     - blend weights: softmax_i(-d_i^2 / (2 r_i^2)), i.e. normalised exp(-d^2 / 2 sigma^2) with sigma = r;
-    - coverage c_i = exp(-max(d_i - r_i, 0)^2 / (2 r_i^2)) (1 inside the limb, Gaussian fall-off outside),
-      coverage = 1 - prod_i (1 - c_i);
-    - flow = coverage * sum_i weight_i (T_i(p) - p): exact part motion inside the person, 0 far away.
+    - flow = falloff * sum_i weight_i (T_i(p) - p), falloff = 1 - prod_i (1 - f_i) with
+      f_i = exp(-max(d_i - r_i, 0)^2 / (2 (r_i / 2)^2)): the exact part motion over the whole limb and a
+      smooth decay to 0 within about one radius outside it (the background stays);
+    - coverage = 1 - prod_i (1 - sigmoid((r_i - d_i) / (0.15 r_i))): a soft person mask in the target,
+      0.5 at the limb's edge (the composite mask of the no-network baseline); the edge is at least half a
+      sample wide.
 
-    r_i = a fraction of the person's size (the larger side of the box of the valid driving keypoints;
-    `PARTS` lists the fractions); with ``ref_mask`` (B, 1, H, W) in [0, 1] the arm and leg radii are
-    measured in the reference mask instead (`_mask_radius`) and mapped to the target by the part's scale.
+    r_i = a fraction (listed in `PARTS`) of the driving person's height (`_person_size`); with
+    ``ref_mask`` (B, 1, H, W) in [0, 1] (also (H, W) or (B, H, W), resized to ``size`` if needed) the
+    arm and leg radii are measured in the reference mask instead
+    (`_mask_radius`) and mapped to the target by the part's scale (radius = the limb's half-width).
     Weights and coverage are smooth: they are evaluated every ``stride`` pixels (default `_auto_stride`)
     and upsampled, the blended similarity is then applied at every pixel.
     """
@@ -366,14 +413,11 @@ def pose_prior_flow(
         t = torch.where(ok[..., None], t, t[:, tab["parent"]])
         ok = ok | ok[:, tab["parent"]]
 
-    # Radii (B, P) in target pixels.
-    pts = torch.where(drive_ok[..., None], drive_xy, float("nan"))
-    extent = (pts.nan_to_num(-1e9).amax(1) - pts.nan_to_num(1e9).amin(1)).amax(-1)  # (B,)
-    extent = torch.where(drive_ok.any(1), extent, 0.0)
-    radius = (tab["radius"] * extent[:, None]).clamp(min=1.0)  # (B, P)
+    radius = (tab["radius"] * _person_size(drive_xy, drive_ok)[:, None]).clamp(min=1.0)  # (B, P) pixels
     if ref_mask is not None:
         scale = a[:, tab["limbs"]].norm(dim=-1).clamp(min=1e-3)  # ref length / target length
-        limb = _mask_radius(ref_mask.to(device), ref_xy, ref_ok, radius[:, tab["limbs"]] * scale, tab)
+        mask = _as_mask(ref_mask, ref.shape[0], (h, w), device)
+        limb = _mask_radius(mask, ref_xy, ref_ok, radius[:, tab["limbs"]] * scale, tab)
         radius = radius.index_copy(1, tab["limbs"], (limb / scale).clamp(min=1.0))
 
     x, y = _grid(h, w, device, _auto_stride(h, w, stride))
@@ -382,12 +426,16 @@ def pose_prior_flow(
     present = d < _FAR
     logits = torch.where(present, -(d / r).square() / 2, -1e30)
     blend = torch.softmax(logits, 1)  # (B, P, h', w')
-    cover = torch.where(present, torch.exp(-((d - r).clamp(min=0) / r).square() / 2), 0.0)
-    coverage = _upsample(1 - torch.prod(1 - cover, 1, keepdim=True), h, w)  # (B, 1, H, W)
+    keep = torch.where(present, torch.exp(-((d - r).clamp(min=0) / (_FALLOFF * r)).square() / 2), 0.0)
+    spacing = max((w - 1) / max(x.shape[1] - 1, 1), (h - 1) / max(y.shape[0] - 1, 1))  # pixels per sample
+    edge = (_EDGE * r).clamp(min=0.5 * spacing)  # no edge sharper than the sampling grid (aliasing)
+    inside = torch.where(present, torch.sigmoid((r - d) / edge), 0.0)
+    union = torch.cat([keep, inside], 1).unflatten(1, (2, -1))  # (B, 2, P, h', w')
+    falloff, coverage = _upsample(1 - torch.prod(1 - union, 2), h, w).split(1, 1)  # (B, 1, H, W) each
 
     coef = torch.cat([a - torch.tensor([1.0, 0.0], device=device), t], -1)  # (B, P, 4): T(p) - p terms
     coef = _upsample(torch.einsum("bphw,bpk->bkhw", blend, coef), h, w)  # (B, 4, H, W)
-    flow = _affine_flow(coef, h, w) * coverage
+    flow = _affine_flow(coef, h, w) * falloff
     return flow, coverage
 
 
@@ -411,5 +459,5 @@ def prior_flow(mode: str, ref_kps, drive_kps, size: tuple[int, int], **kw) -> tu
     if ref_mask is None:
         coverage = torch.ones_like(flow[:, :1])
     else:
-        coverage = warp(ref_mask.to(flow.device).float(), flow).clamp(0, 1)
+        coverage = warp(_as_mask(ref_mask, flow.shape[0], size, flow.device), flow).clamp(0, 1)
     return flow, coverage * enough
