@@ -264,7 +264,7 @@ def test_flow_scales_with_resolution(mode):
 
 
 def test_strided_evaluation_matches_the_full_grid():
-    """The default stride at 512 px (2): smooth weights and TPS sampled every other pixel, then upsampled."""
+    """Default strides at 512 px (pose 2, face 4): smooth fields sampled on a coarser grid, upsampled."""
     size = (512, 384)
     _, ref, _ = _person(syn.Pose(r_arm=0.8), size)
     _, drive, _ = _person(syn.Pose(r_arm=1.2, r_elbow=0.6, lean=0.1), size)
@@ -276,7 +276,8 @@ def test_strided_evaluation_matches_the_full_grid():
     _, ref, _ = _person(syn.Pose(), size, "face")
     drive = _open_mouth(_similarity(ref, 0.1, 1.05, (4.0, 2.0)), 12.0)
     face_full = face_prior_flow(ref, drive, size, stride=1)
-    assert (face_full - face_prior_flow(ref, drive, size)).abs().max() < 0.05
+    # default face stride 4 at 512 px: sub-pixel even next to a 12 px mouth opening (flows up to 80 px)
+    assert (face_full - face_prior_flow(ref, drive, size)).abs().max() < 0.25
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])

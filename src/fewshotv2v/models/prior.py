@@ -105,10 +105,10 @@ def _upsample(field: Tensor, h: int, w: int) -> Tensor:
     return F.interpolate(field, size=(h, w), mode="bilinear", align_corners=True)
 
 
-def _auto_stride(h: int, w: int, stride: int | None) -> int:
-    """Smooth fields (TPS residual, skinning weights) are evaluated on a grid of about 256 samples along
-    the longer side and upsampled: 1 up to 511 px, 2 at 512, 4 at 1024."""
-    return max(1, max(h, w) // 256) if stride is None else max(1, int(stride))
+def _auto_stride(h: int, w: int, stride: int | None, samples: int) -> int:
+    """Smooth fields (TPS residual, skinning weights) are evaluated on a grid of about `samples` points
+    along the longer side and upsampled (e.g. samples = 256: stride 1 below 512 px, 2 at 512, 4 at 1024)."""
+    return max(1, max(h, w) // samples) if stride is None else max(1, int(stride))
 
 
 def _affine_flow(coef: Tensor, h: int, w: int) -> Tensor:
@@ -122,8 +122,9 @@ def _affine_flow(coef: Tensor, h: int, w: int) -> Tensor:
 
 # --------------------------------------------------------------------------------------------- face
 def _tps_kernel(r2: Tensor) -> Tensor:
-    """TPS radial basis U = r^2 log r^2 (0 at r = 0)."""
-    return r2 * torch.log(r2.clamp(min=1e-12))
+    """TPS radial basis U = r^2 log r^2 (0 at r = 0; r2 >= 0 up to rounding)."""
+    r2 = r2.clamp(min=1e-12)
+    return r2.mul_(torch.log(r2))
 
 
 def _border_anchors(h: int, w: int, per_side: int = 4) -> Tensor:
@@ -156,7 +157,8 @@ def face_prior_flow(
     column are replaced by the identity), so a batch with different missing points is one batched solve of
     ``(N + 3) x (N + 3)`` (N = 70 + 16). Coordinates are divided by max(H, W) inside the solve for
     conditioning; ``regularization`` is added to the kernel diagonal (in those units). The smooth residual
-    is evaluated every ``stride`` pixels (default `_auto_stride`) and upsampled; S is exact at every pixel.
+    is evaluated every ``stride`` pixels (default: about 128 samples along the longer side) and upsampled;
+    S is exact at every pixel.
     """
     ref = _as_batch(ref_kps, "ref_kps")[:, kp.FACE]
     drive = _as_batch(drive_kps, "drive_kps").to(ref.device)[:, kp.FACE]
@@ -189,13 +191,16 @@ def face_prior_flow(
     rhs = torch.cat([values, torch.zeros(b, 3, 2, device=device)], 1)  # (B, N + 3, 2)
     sol = torch.linalg.solve(system, rhs)  # (B, N + 3, 2): kernel weights, then affine (1, x, y)
 
-    # Evaluate on the (strided) grid: U(|p - c_j|) (B, hw, N) @ weights + affine, r^2 = |p|^2 - 2 p.c + |c|^2.
-    x, y = _grid(h, w, device, _auto_stride(h, w, stride))
+    # Evaluate on the (strided) grid: U(|p - c_j|) (B, hw, N) @ weights + affine (1, x, y) @ its weights.
+    # r^2 = |p|^2 - 2 p.c + |c|^2 as one matmul of (|p|^2, x, y, 1) with (1, -2 cx, -2 cy, |c|^2).
+    x, y = _grid(h, w, device, _auto_stride(h, w, stride, samples=128))  # a TPS is very smooth
     gh, gw = y.shape[0], x.shape[1]
     pts = torch.stack([x.expand(gh, gw).reshape(-1), y.expand(gh, gw).reshape(-1)], -1) / scale  # (hw, 2)
-    r2 = (pts.square().sum(-1)[None, :, None] - 2 * pts @ ctrl.transpose(1, 2)
-          + ctrl.square().sum(-1)[:, None, :]).clamp(min=0.0)  # fmt: skip
-    nonrigid = _tps_kernel(r2) @ sol[:, :n] + torch.cat([torch.ones_like(pts[:, :1]), pts], -1) @ sol[:, n:]
+    ones = torch.ones_like(pts[:, :1])
+    p_aug = torch.cat([pts.square().sum(-1, keepdim=True), pts, ones], -1)  # (hw, 4)
+    c_aug = torch.cat([torch.ones_like(ctrl[..., :1]), -2 * ctrl, ctrl.square().sum(-1, keepdim=True)], -1)
+    r2 = p_aug @ c_aug.transpose(1, 2)  # (B, hw, N)
+    nonrigid = _tps_kernel(r2) @ sol[:, :n] + torch.cat([ones, pts], -1) @ sol[:, n:]  # (B, hw, 2)
     nonrigid = _upsample(nonrigid.transpose(1, 2).reshape(b, 2, gh, gw), h, w)  # (B, 2, H, W) pixels
 
     coef = torch.cat([a_sim - torch.tensor([1.0, 0.0], device=device), b_sim], -1)  # (B, 4)
@@ -245,7 +250,8 @@ _LIMBS = tuple(i for i, p in enumerate(PARTS) if len(p[3]) == 1)  # single-bone 
 
 
 def _tables(device) -> dict[str, Tensor]:
-    """Index tensors of PARTS: fit membership (P, 137), parents (P,), segments (S, 2), their part (S,)."""
+    """Index tensors of PARTS: fit membership (P, 137), parents (P,), segments (S, 2), their part (S,) and
+    (S, P) one-hot, radius fractions (P,), the limbs' bones (L, 2) and part indices (L,)."""
     members = torch.zeros(len(PARTS), kp.NUM_KEYPOINTS, device=device)
     for i, part in enumerate(PARTS):
         members[i, list(part[2])] = 1.0
@@ -255,6 +261,7 @@ def _tables(device) -> dict[str, Tensor]:
         "parent": torch.tensor([max(p[1], 0) for p in PARTS], device=device),
         "seg": torch.tensor([s for s, _ in segs], device=device),
         "seg_part": torch.tensor([i for _, i in segs], device=device),
+        "seg_onehot": F.one_hot(torch.tensor([i for _, i in segs]), len(PARTS)).float().to(device),
         "radius": torch.tensor([p[4] for p in PARTS], device=device),
         "bone": torch.tensor([PARTS[i][3][0] for i in _LIMBS], device=device),
         "limbs": torch.tensor(_LIMBS, device=device),
@@ -270,9 +277,17 @@ def _part_distance(xy: Tensor, valid: Tensor, tab: dict[str, Tensor], x: Tensor,
     xy = torch.cat([xy, crown[:, None]], 1)  # (B, 138, 2)
     valid = torch.cat([valid, (valid[:, kp.NOSE] & valid[:, kp.NECK])[:, None]], 1)
     p0, p1 = xy[:, tab["seg"][:, 0]], xy[:, tab["seg"][:, 1]]  # (B, S, 2)
-    seg_ok = valid[:, tab["seg"][:, 0]] & valid[:, tab["seg"][:, 1]]  # (B, S)
-    ab = p1 - p0
-    inv_len2 = 1.0 / ab.square().sum(-1).clamp(min=1e-6)  # zero-length segment -> distance to its point
+    seg_ok = (valid[:, tab["seg"][:, 0]] & valid[:, tab["seg"][:, 1]])[..., None]  # (B, S, 1)
+    # a missing segment becomes a far-away point (cheaper than masking every pixel); its part is masked
+    # below from part_ok
+    p0, ab = torch.where(seg_ok, p0, 1e5), torch.where(seg_ok, p1 - p0, 0.0)
+    part_ok = (seg_ok[..., 0].float() @ tab["seg_onehot"] > 0)[..., None, None]  # (B, P, 1, 1)
+    length = ab.norm(dim=-1)  # (B, S)
+    along = torch.where(
+        length[..., None] > 1e-6, ab / length.clamp(min=1e-6)[..., None], ab.new_tensor([1.0, 0])
+    )
+    ex, ey = along[..., 0, None, None], along[..., 1, None, None]  # (B, S, 1, 1) unit bone direction
+    length = length[..., None, None]
     quad = xy[:, list(_TORSO_QUAD)]  # (B, 4, 2)
     quad_ok = valid[:, list(_TORSO_QUAD)].all(-1)  # (B,)
     h, w = y.shape[0], x.shape[1]
@@ -283,12 +298,12 @@ def _part_distance(xy: Tensor, valid: Tensor, tab: dict[str, Tensor], x: Tensor,
         yy = y[r0 : r0 + rows]  # (R, 1)
         dx = x - p0[..., 0, None, None]  # (B, S, 1, W)
         dy = yy - p0[..., 1, None, None]  # (B, S, R, 1)
-        t = (dx * ab[..., 0, None, None] + dy * ab[..., 1, None, None]) * inv_len2[..., None, None]
-        t = t.clamp(0, 1)  # (B, S, R, W): position of the closest point along the segment
-        d2 = (dx - t * ab[..., 0, None, None]).square() + (dy - t * ab[..., 1, None, None]).square()
-        d = torch.where(seg_ok[..., None, None], d2.sqrt(), _FAR)  # (B, S, R, W)
-        part = torch.full((b, len(PARTS), *d.shape[2:]), _FAR, device=xy.device)
-        part = part.scatter_reduce(1, index.expand_as(d), d, "amin")  # (B, P, R, W)
+        u = dx * ex + dy * ey  # (B, S, R, W): coordinate along the bone, 0 at p0, length at p1
+        v = dy * ex - dx * ey  # across the bone
+        d2 = (u - torch.minimum(u.clamp(min=0), length)).square_() + v.square_()  # (beyond the ends)^2 + v^2
+        part = d2.new_full((b, len(PARTS), *d2.shape[2:]), _FAR**2)
+        part = part.scatter_reduce(1, index.expand_as(d2), d2, "amin").sqrt()  # (B, P, R, W)
+        part = torch.where(part_ok, part, _FAR)
         # even-odd rule against the 4 edges of the torso quadrilateral
         qa, qb = quad[..., None, None, :], quad.roll(-1, 1)[..., None, None, :]  # (B, 4, 1, 1, 2)
         crosses = (qa[..., 1] > yy) != (qb[..., 1] > yy)  # (B, 4, R, 1)
@@ -388,7 +403,8 @@ def pose_prior_flow(
     ``ref_mask`` (B, 1, H, W) in [0, 1] (also (H, W) or (B, H, W), resized to ``size`` if needed) the
     arm and leg radii are measured in the reference mask instead
     (`_mask_radius`) and mapped to the target by the part's scale (radius = the limb's half-width).
-    Weights and coverage are smooth: they are evaluated every ``stride`` pixels (default `_auto_stride`)
+    Weights and coverage are smooth: they are evaluated every ``stride`` pixels (default: about 256
+    samples along the longer side)
     and upsampled, the blended similarity is then applied at every pixel.
     """
     ref = _as_batch(ref_kps, "ref_kps")
@@ -420,13 +436,16 @@ def pose_prior_flow(
         limb = _mask_radius(mask, ref_xy, ref_ok, radius[:, tab["limbs"]] * scale, tab)
         radius = radius.index_copy(1, tab["limbs"], (limb / scale).clamp(min=1.0))
 
-    x, y = _grid(h, w, device, _auto_stride(h, w, stride))
+    x, y = _grid(h, w, device, _auto_stride(h, w, stride, samples=256))
     d = _part_distance(drive_xy, drive_ok, tab, x, y)  # (B, P, h', w')
     r = radius[..., None, None]
     present = d < _FAR
-    logits = torch.where(present, -(d / r).square() / 2, -1e30)
+    # exponents are clamped at -80 (e^-80 ~ 1e-35): no float32 denormals, which are slow on CPUs; this
+    # only changes weights that are ~0 anyway
+    logits = torch.where(present, (-(d / r).square() / 2).clamp(min=-80), -1e30)
     blend = torch.softmax(logits, 1)  # (B, P, h', w')
-    keep = torch.where(present, torch.exp(-((d - r).clamp(min=0) / (_FALLOFF * r)).square() / 2), 0.0)
+    keep = torch.exp((-((d - r).clamp(min=0) / (_FALLOFF * r)).square() / 2).clamp(min=-80))
+    keep = torch.where(present, keep, 0.0)
     spacing = max((w - 1) / max(x.shape[1] - 1, 1), (h - 1) / max(y.shape[0] - 1, 1))  # pixels per sample
     edge = (_EDGE * r).clamp(min=0.5 * spacing)  # no edge sharper than the sampling grid (aliasing)
     inside = torch.where(present, torch.sigmoid((r - d) / edge), 0.0)
