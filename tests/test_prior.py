@@ -316,8 +316,12 @@ def test_all_missing_and_degenerate_keypoints_are_safe():
     drive[kp.R_WRIST, :2] = drive[kp.R_ELBOW, :2]
     drive[kp.RIGHT_HAND, :2] = drive[kp.R_ELBOW, :2]
     drive[kp.L_KNEE] = torch.tensor([float("nan"), float("nan"), 0.0])
+    drive[kp.LEFT_HAND, :2] = drive[kp.L_WRIST, :2] + 0.01 * torch.randn(kp.NUM_HAND, 2)  # a collapsed hand
     flow, coverage = pose_prior_flow(ref, drive, POSE_HW)
     assert torch.isfinite(flow).all() and torch.isfinite(coverage).all()
+    # the collapsed hand falls back to the (unmoved) forearm instead of a 1000x scale: no flow around it
+    near = (_pixels(*POSE_HW) - drive[kp.L_WRIST, :2, None, None]).norm(dim=0) < 6
+    assert flow[0].norm(dim=0)[near].max() < 0.5
     assert torch.isfinite(face_prior_flow(ref, drive, POSE_HW)).all()
 
 

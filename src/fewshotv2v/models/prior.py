@@ -15,6 +15,8 @@ Everything is float32, vectorised over batch, points, parts and pixels, and runs
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -60,7 +62,7 @@ def _similarity(src: Tensor, dst: Tensor, weight: Tensor) -> tuple[Tensor, Tenso
     """Weighted least-squares similarity dst ~ a * src + b in complex form (Umeyama in 2D, no reflection).
 
     src, dst (..., N, 2); weight (..., N) in {0, 1}. Returns a (..., 2) = (scale cos, scale sin),
-    b (..., 2), ok (...) = at least two distinct weighted points. Where not ok: a = 1 and b = the mean
+    b (..., 2), ok (...) = the fit is usable (see below). Where not ok: a = 1 and b = the mean
     translation (or 0 without any point), so the result is always a usable transform.
     """
     n = weight.sum(-1, keepdim=True)  # (..., 1)
@@ -73,8 +75,11 @@ def _similarity(src: Tensor, dst: Tensor, weight: Tensor) -> tuple[Tensor, Tenso
     real = (d[..., 0] * s[..., 0] + d[..., 1] * s[..., 1]).sum(-1)
     imag = (d[..., 1] * s[..., 0] - d[..., 0] * s[..., 1]).sum(-1)
     den = (s * s).sum((-1, -2))
-    ok = (n[..., 0] >= 2) & (den > 1e-6)
     a = torch.stack([real, imag], -1) / den.clamp(min=1e-6)[..., None]
+    # usable: two points at least, spread by >= 0.5 px rms, and a scale change within 16x either way
+    # (beyond that the points are collapsed or wrong, and the caller's fallback is safer)
+    scale = a.norm(dim=-1)
+    ok = (n[..., 0] >= 2) & (den >= 0.25 * n[..., 0]) & (scale > 1 / 16) & (scale < 16)
     a = torch.where(ok[..., None], a, torch.tensor([1.0, 0.0], device=a.device))
     b = md - _rotate(a, ms)
     return a, b, ok
@@ -249,9 +254,11 @@ _DEPTH = 3  # longest parent chain (torso -> upper arm -> forearm -> hand)
 _LIMBS = tuple(i for i, p in enumerate(PARTS) if len(p[3]) == 1)  # single-bone parts: radius from the mask
 
 
-def _tables(device) -> dict[str, Tensor]:
+@functools.lru_cache(maxsize=8)
+def _tables(device: torch.device) -> dict[str, Tensor]:
     """Index tensors of PARTS: fit membership (P, 137), parents (P,), segments (S, 2), their part (S,) and
-    (S, P) one-hot, radius fractions (P,), the limbs' bones (L, 2) and part indices (L,)."""
+    (S, P) one-hot, radius fractions (P,), the limbs' bones (L, 2) and part indices (L,). Cached per
+    device (read-only)."""
     members = torch.zeros(len(PARTS), kp.NUM_KEYPOINTS, device=device)
     for i, part in enumerate(PARTS):
         members[i, list(part[2])] = 1.0
