@@ -21,6 +21,9 @@ CONFIG_VERSION = 1
 
 MODES = ("pose", "face", "street")
 COMBINES = ("spade", "matting")
+FLOW_PRIORS = ("none", "keypoints")  # SPEC §7: analytic keypoint warp that W refines
+COMPOSITES = ("none", "warp")  # SPEC §7: out = m * warp(ref) + (1 - m) * H's output
+ARCHITECTURES = ("fsv2v", "keypoint-warp")  # keypoint-warp: the prior + composite only, no weights
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,10 @@ class ModelConfig:
     combine_levels: int = 2  # SPADE-combine feeds blocks up_0..up_{n-1}
     combine_depth: int = 3  # stride-2 steps of each warp UNet (>= combine_levels - 1)
     spectral_norm: bool = True
+    # SPEC §7 (this project's extension for real photos): keypoint flow prior and the warp composite
+    flow_prior: str = "none"  # "keypoints": W gets the prior flow and predicts a residual (zero-init)
+    composite: str = "none"  # "warp": learned soft mask between the warped reference and H's output
+    architecture: str = "fsv2v"  # "keypoint-warp": no network at all (the no-weights baseline)
     # discriminators (SPEC §3; used by models.discriminators)
     d_ch_base: int = 32
     d_num_scales: int = 2
@@ -79,6 +86,16 @@ class ModelConfig:
         if self.mode == "face":
             return self.face_nc
         return self.num_classes
+
+    @property
+    def person_channel(self) -> int | None:
+        """Index of the person-mask channel of a pose label map (after the skeleton RGB), else None."""
+        return self.skeleton_nc if self.mode == "pose" and self.use_person_mask else None
+
+    @property
+    def uses_keypoints(self) -> bool:
+        """True when the generator needs the keypoints themselves (the flow prior), not only label maps."""
+        return self.flow_prior == "keypoints"
 
     def ch(self, level: int) -> int:
         """Channel width at `level`: min(ch_max, ch_base * 2**level)."""
@@ -138,14 +155,32 @@ class ModelConfig:
                 raise ConfigError("combine_depth must be >= combine_levels - 1")
         if self.mode == "street" and self.num_classes < 2:
             raise ConfigError("street mode needs num_classes >= 2")
+        for name, allowed in (
+            ("flow_prior", FLOW_PRIORS),
+            ("composite", COMPOSITES),
+            ("architecture", ARCHITECTURES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(allowed)}"
+                )
+        if (self.flow_prior != "none" or self.composite != "none") and self.mode == "street":
+            raise ConfigError("flow_prior and composite need keypoints: pose or face mode, not street")
+        if self.architecture == "keypoint-warp" and (self.flow_prior, self.composite) != (
+            "keypoints",
+            "warp",
+        ):
+            raise ConfigError(
+                'architecture "keypoint-warp" needs flow_prior="keypoints" and composite="warp"'
+            )
         if not self.flow_scale > 0:
             raise ConfigError(f"flow_scale must be positive, got {self.flow_scale!r}")
 
     # ---- presets and serialisation -------------------------------------------------------------
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ModelConfig:
-        """A named preset (`pose`, `face`, `face512`, `street`, `tiny`, `tiny-face`, `tiny-street`),
-        with optional field overrides (validated)."""
+        """A named preset (`pose`, `face`, `face512`, `street`, `pose-lite`, `face-lite`, `keypoint-warp`,
+        `keypoint-warp-face`, and `tiny*` for tests), with optional field overrides (validated)."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
         values = {"name": name, **PRESETS[name], **overrides}
@@ -206,6 +241,26 @@ _TINY = {
     "face_crop_size": 32,
 }
 
+_PRIOR = {"flow_prior": "keypoints", "composite": "warp"}
+# keypoint-warp: the size is where the prior flow is computed (then upsampled to the output size).
+_KEYPOINT_WARP = {**_PRIOR, "architecture": "keypoint-warp"}
+# The shipped "lite" models: small enough to train on a CPU and ship in the wheel; detail comes from the
+# full-resolution composite (SPEC §7), not from the model size.
+_LITE = {
+    **_PRIOR,
+    "ch_base": 16,
+    "ch_max": 128,
+    "num_levels": 4,
+    "num_generated_levels": 3,
+    "attention_level": 2,
+    "flow_ch_base": 16,
+    "flow_num_down": 3,
+    "flow_num_res": 2,
+    "combine_depth": 2,
+    "d_ch_base": 16,
+    "face_crop_size": 32,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "pose": {"mode": "pose", "height": 512, "width": 256},
     "face": {"mode": "face", "height": 256, "width": 256, "use_face_discriminator": False},
@@ -213,6 +268,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "street": {"mode": "street", "height": 256, "width": 512, "use_face_discriminator": False},
     "tiny": {"mode": "pose", **_TINY},
     "tiny-face": {"mode": "face", **_TINY, "width": 64, "use_face_discriminator": False},
+    "tiny-prior": {"mode": "pose", **_TINY, **_PRIOR},
+    "tiny-face-prior": {"mode": "face", **_TINY, "width": 64, "use_face_discriminator": False, **_PRIOR},
+    "pose-lite": {"mode": "pose", "height": 128, "width": 64, **_LITE},
+    "face-lite": {"mode": "face", "height": 128, "width": 128, "use_face_discriminator": False, **_LITE},
+    "keypoint-warp": {"mode": "pose", "height": 512, "width": 256, **_KEYPOINT_WARP},
+    "keypoint-warp-face": {"mode": "face", "height": 256, "width": 256, **_KEYPOINT_WARP},
     "tiny-street": {
         "mode": "street",
         **_TINY,

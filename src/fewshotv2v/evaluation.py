@@ -130,14 +130,20 @@ def evaluate_clip(generator, clip, *, device=None) -> dict[str, float]:
     """Self-reconstruction of one `data.dataset.EvalClip`: references encoded once (K = 1: the generated
     weights are cached for the clip), every frame synthesized in order with the previous output fed back.
     """
-    device = device or next(generator.parameters()).device
-    refs = generator.encode_references(clip.ref_images[None].to(device), clip.ref_labels[None].to(device))
+    from fewshotv2v.models.io import module_device
+
+    device = device or module_device(generator)
+    ref_kps = clip.ref_keypoints[None].to(device) if clip.ref_keypoints is not None else None
+    refs = generator.encode_references(
+        clip.ref_images[None].to(device), clip.ref_labels[None].to(device), ref_kps
+    )
     metrics = ClipMetrics()
     prev_image = prev_label = None
     ref_set = set(clip.ref_indices)
     for frame in clip.frames():
         label = frame["label"][None].to(device)  # (1, C, H, W)
-        out = generator(label, refs, prev_image, prev_label).image  # (1, 3, H, W) in [-1, 1]
+        kps = frame["keypoints"][None].to(device)  # (1, 137, 3), same crop box as the references
+        out = generator(label, refs, prev_image, prev_label, keypoints=kps).image  # (1, 3, H, W), [-1, 1]
         real = frame["image"][None].to(device)
         metrics.add((out.clamp(-1, 1) + 1) / 2, (real + 1) / 2, score=frame["index"] not in ref_set)
         prev_image, prev_label = out, label

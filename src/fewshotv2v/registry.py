@@ -16,6 +16,8 @@ from pathlib import Path
 from fewshotv2v.errors import ConfigError
 
 REGISTRY_FILE = Path(__file__).with_name("registry.json")
+# The models shipped in the package that `fsv2v synth` uses for a mode when no model is named.
+DEFAULT_MODELS = {"pose": "demo", "face": "keypoint-warp-face"}
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -73,3 +75,19 @@ def load_registry(path: str | Path | None = None) -> dict[str, RegistryEntry]:
 
 def _as_registry(registry: dict[str, RegistryEntry] | str | Path | None) -> dict[str, RegistryEntry]:
     return registry if isinstance(registry, dict) else load_registry(registry)
+
+
+def model_for_mode(name: str | None, mode: str | None, registry=None) -> str:
+    """The model to load: `name`, or the shipped one for `mode` when no name is given; a name whose
+    registry entry is for another mode resolves to its `NAME-MODE` variant when there is one
+    (`keypoint-warp` + face -> `keypoint-warp-face`)."""
+    if not name:
+        return DEFAULT_MODELS.get(mode or "pose", DEFAULT_MODELS["pose"])
+    if mode is None:
+        return name
+    entries = _as_registry(registry)
+    entry = entries.get(name)
+    variant = f"{name}-{mode}"
+    if entry is not None and entry.mode not in (None, mode) and variant in entries:
+        return variant
+    return name

@@ -205,7 +205,13 @@ class _ClipSource:
         return box
 
     def frame(self, clip: Clip, i: int, box, *, flip=False, jitter=None, rng=None, limb_drop=0.0):
-        """Frame `i` cropped to `box`: `(image (3, H, W), label (C, H, W), face_box (4,))` tensors."""
+        """Frame `i` cropped to `box`: `(image (3, H, W), label (C, H, W), face_box (4,))` tensors.
+
+        `frame_keypoints` gives the keypoints too (the flow prior needs them)."""
+        return self.frame_keypoints(clip, i, box, flip=flip, jitter=jitter, rng=rng, limb_drop=limb_drop)[:3]
+
+    def frame_keypoints(self, clip: Clip, i: int, box, *, flip=False, jitter=None, rng=None, limb_drop=0.0):
+        """`frame` plus the keypoints `(137, 3)` in output pixels (flipped with the image)."""
         out_hw = self.out_hw
         image = crops.crop_image(clip.frame(i), box, out_hw)  # uint8 (H, W, 3)
         kps = crops.transform_keypoints(clip.keypoints[i], box, out_hw)  # (137, 3) output pixels
@@ -235,7 +241,7 @@ class _ClipSource:
             limb_drop=limb_drop,
         )
         fbox = face_box(kps, out_hw) if self.mode != "street" else np.full(4, -1.0, np.float32)
-        return _to_image_tensor(image), torch.from_numpy(lab), torch.from_numpy(fbox)
+        return _to_image_tensor(image), torch.from_numpy(lab), torch.from_numpy(fbox), torch.from_numpy(kps)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,7 +254,10 @@ class TrainingDataset(torch.utils.data.Dataset):
 
     `ref_images (K, 3, H, W)` and `images (T, 3, H, W)` in [-1, 1]; `ref_labels (K, C, H, W)` and
     `labels (T, C, H, W)` in [0, 1]; `face_boxes (T, 4)`, `ref_face_boxes (K, 4)` in output pixels
-    (-1 without a face); plus `frame_indices (T,)`, `ref_indices (K,)` and `clip_index ()` for inspection.
+    (-1 without a face); `keypoints (T, 137, 3)`, `ref_keypoints (K, 137, 3)` in output pixels and
+    `ref_transforms (K, 3)` (the camera map from the window's crop to each reference's crop,
+    `crops.box_transform`) for the keypoint flow prior; plus `frame_indices (T,)`, `ref_indices (K,)`
+    and `clip_index ()` for inspection.
 
     `held_out` (fraction or names, see `split_clips`; a fraction is drawn with `split_seed`, by default
     `seed`) keeps held-out identities out of training; with `train=False` the dataset serves exactly
@@ -341,24 +350,30 @@ class TrainingDataset(torch.utils.data.Dataset):
         drop = self.aug.limb_drop if self.train else 0.0
         box = src._box(clip, p.frames, aug_rng, self.aug)  # one box for the whole window
         targets = [
-            src.frame(clip, int(i), box, flip=p.flip, jitter=p.jitter, rng=rng, limb_drop=drop)
+            src.frame_keypoints(clip, int(i), box, flip=p.flip, jitter=p.jitter, rng=rng, limb_drop=drop)
             for i in p.frames
         ]
-        refs = []
+        refs, transforms = [], []
         for i in p.refs:
             ref_box = src._box(clip, [int(i)], aug_rng, self.aug)
             refs.append(
-                src.frame(clip, int(i), ref_box, flip=p.flip, jitter=p.jitter, rng=rng, limb_drop=0.0)
+                src.frame_keypoints(
+                    clip, int(i), ref_box, flip=p.flip, jitter=p.jitter, rng=rng, limb_drop=0.0
+                )
             )
-        images, labels, fboxes = (torch.stack(x) for x in zip(*targets, strict=True))
-        ref_images, ref_labels, ref_fboxes = (torch.stack(x) for x in zip(*refs, strict=True))
+            transforms.append(crops.box_transform(box, ref_box, src.out_hw, flip=p.flip))
+        images, labels, fboxes, kps = (torch.stack(x) for x in zip(*targets, strict=True))
+        ref_images, ref_labels, ref_fboxes, ref_kps = (torch.stack(x) for x in zip(*refs, strict=True))
         return {
             "ref_images": ref_images,
             "ref_labels": ref_labels,
             "ref_face_boxes": ref_fboxes,
+            "ref_keypoints": ref_kps,
+            "ref_transforms": torch.from_numpy(np.stack(transforms)),
             "images": images,
             "labels": labels,
             "face_boxes": fboxes,
+            "keypoints": kps,
             "frame_indices": torch.from_numpy(p.frames),
             "ref_indices": torch.from_numpy(p.refs),
             "clip_index": torch.tensor(p.clip_index),
@@ -383,15 +398,17 @@ class EvalClip:
     box: np.ndarray  # (4,) crop box in frame pixels, fixed for the clip
     _source: _ClipSource = field(repr=False)
     _clip: Clip = field(repr=False)
+    ref_keypoints: torch.Tensor | None = None  # (K, 137, 3) in output pixels (same box as the frames)
 
     def frames(self, *, skip_refs: bool = False) -> Iterator[dict]:
-        """Yield `{"index", "image" (3, H, W), "label" (C, H, W), "face_box" (4,)}` for every frame in order
-        (`skip_refs`: leave out the reference frames, which would be trivially reconstructed)."""
+        """Yield `{"index", "image" (3, H, W), "label" (C, H, W), "face_box" (4,), "keypoints" (137, 3)}` for
+        every frame in order (`skip_refs`: leave out the reference frames, which would be trivially
+        reconstructed)."""
         for i in range(self.num_frames):
             if skip_refs and i in self.ref_indices:
                 continue
-            image, label, fbox = self._source.frame(self._clip, i, self.box)
-            yield {"index": i, "image": image, "label": label, "face_box": fbox}
+            image, label, fbox, kps = self._source.frame_keypoints(self._clip, i, self.box)
+            yield {"index": i, "image": image, "label": label, "face_box": fbox, "keypoints": kps}
 
 
 class EvalDataset:
@@ -430,7 +447,7 @@ class EvalDataset:
         n = clip.num_frames if self.max_frames is None else min(clip.num_frames, int(self.max_frames))
         refs = sorted({int(r) for r in np.linspace(0, n - 1, self.k + 1)[:-1].round()}) if self.k > 1 else [0]
         box = src._box(clip, range(n), None, Augmentation.off())
-        ref_t = [src.frame(clip, r, box) for r in refs]
+        ref_t = [src.frame_keypoints(clip, r, box) for r in refs]
         return EvalClip(
             clip.name,
             n,
@@ -441,4 +458,5 @@ class EvalDataset:
             box,
             src,
             clip,
+            torch.stack([r[3] for r in ref_t]),
         )

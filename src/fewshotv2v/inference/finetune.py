@@ -25,8 +25,9 @@ class FinetuneStats:
     d_loss: float  # last discriminator loss
 
 
-def _augment(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator):
-    """Same random cyclic shift (up to 1/8 of each side) and horizontal flip for image and label map.
+def _augment(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator, kps: torch.Tensor | None = None):
+    """Same random cyclic shift (up to 1/8 of each side) and horizontal flip for image and label map (and
+    the keypoints `(1, 137, 3)` for the flow prior, shifted and mirrored with them).
 
     image `(1, 3, H, W)`, label `(1, C, H, W)`.
     """
@@ -38,7 +39,15 @@ def _augment(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator):
     for x in (image, label):
         x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
         out.append(torch.flip(x, dims=(-1,)) if flip else x)
-    return out[0], out[1]
+    if kps is not None:
+        from fewshotv2v.data.augment import flip_keypoints
+
+        moved = kps[0].detach().cpu().numpy().copy()
+        moved[:, 0] += dx
+        moved[:, 1] += dy
+        moved = flip_keypoints(moved, w) if flip else moved
+        kps = torch.from_numpy(moved)[None].to(label.device)
+    return out[0], out[1], kps
 
 
 def finetune(
@@ -54,6 +63,7 @@ def finetune(
     fm_weight: float = 10.0,
     seed: int = 0,
     on_step=None,
+    ref_keypoints: torch.Tensor | None = None,
 ) -> FinetuneStats:
     """Finetune `generator` in place on its references.
 
@@ -62,6 +72,7 @@ def finetune(
         ref_images: `(1, K, 3, H, W)` in [-1, 1]; ref_labels: `(1, K, C, H, W)` in [0, 1].
         steps: number of (G step, D step) pairs.
         on_step: optional callback `on_step(step, g_loss, d_loss)` (progress bars).
+        ref_keypoints: `(1, K, 137, 3)` crop pixels, for models with the keypoint flow prior.
     """
     trained = list(generator.weight_generator.parameters()) + list(generator.decoder.parameters())
     trained_ids = {id(p) for p in trained}
@@ -83,10 +94,11 @@ def finetune(
     try:
         for step in range(steps):
             t = int(torch.randint(0, k, (1,), generator=gen))
-            target, label = _augment(ref_images[:, t], ref_labels[:, t], gen)  # (1, 3, H, W), (1, C, H, W)
+            kps = ref_keypoints[:, t] if ref_keypoints is not None else None
+            target, label, kps = _augment(ref_images[:, t], ref_labels[:, t], gen, kps)  # (1, 3|C, H, W)
             # E_P is being trained: the generated weights are recomputed every step.
-            refs = generator.encode_references(ref_images, ref_labels)
-            out = generator(label, refs)
+            refs = generator.encode_references(ref_images, ref_labels, ref_keypoints)
+            out = generator(label, refs, keypoints=kps)
             rows = torch.arange(1, device=label.device)
             cond_label = ref_labels[rows, out.ref_index]
             cond_image = ref_images[rows, out.ref_index]

@@ -4,6 +4,11 @@ Input concat(target label, source label, source image) -> conv3x3 to c, `flow_nu
 (doubling), `flow_num_res` ResBlocks, as many (nearest x2 + conv) back to c, then two heads: flow (2 ch, in
 pixels, x flow_scale) and mask (1 ch, sigmoid; 1 = "do not trust the warp here"). The same network serves
 the reference warp and the previous-frame warp; when both are needed they run as one batched pass.
+
+With the keypoint flow prior (SPEC §7, `flow_prior="keypoints"`) W also sees the prior flow (normalised)
+and the source warped by it, and its flow head predicts a residual on top of the prior: the head starts at
+zero, so an untrained W returns the prior exactly. With the warp composite the mask head starts at a
+constant "trust the warp" (mask sigmoid(-3) = 0.05).
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ class FlowNetwork(nn.Module):
         sn = config.spectral_norm
         c = [config.flow_ch_base * 2**i for i in range(config.flow_num_down + 1)]
         self.scale = config.flow_scale
-        self.conv_in = maybe_sn(nn.Conv2d(2 * config.label_nc + 3, c[0], 3, padding=1), sn)
+        self.uses_prior = config.flow_prior == "keypoints"
+        self.prior_norm = max(config.height, config.width) / 4  # prior flow / this ~ [-1, 1]
+        extra = 5 if self.uses_prior else 0  # prior flow (2) + source warped by it (3)
+        self.conv_in = maybe_sn(nn.Conv2d(2 * config.label_nc + 3 + extra, c[0], 3, padding=1), sn)
         self.down = nn.ModuleList(
             maybe_sn(nn.Conv2d(c[i], c[i + 1], 3, stride=2, padding=1), sn) for i in range(len(c) - 1)
         )
@@ -35,15 +43,38 @@ class FlowNetwork(nn.Module):
         )
         self.flow_head = nn.Conv2d(c[0], 2, 3, padding=1)
         self.mask_head = nn.Conv2d(c[0], 1, 3, padding=1)
+        if self.uses_prior:  # residual flow: zero at the start
+            nn.init.zeros_(self.flow_head.weight)
+            nn.init.zeros_(self.flow_head.bias)
+        if config.composite == "warp":  # composite mask: start by trusting the warp everywhere
+            nn.init.zeros_(self.mask_head.weight)
+            nn.init.constant_(self.mask_head.bias, -3.0)
 
-    def forward(self, label: torch.Tensor, src_label: torch.Tensor, src_image: torch.Tensor):
-        x = lrelu(self.conv_in(torch.cat([label, src_label, src_image], dim=1)))  # (B, c0, H, W)
+    def forward(
+        self,
+        label: torch.Tensor,
+        src_label: torch.Tensor,
+        src_image: torch.Tensor,
+        prior: torch.Tensor | None = None,
+        prior_image: torch.Tensor | None = None,
+    ):
+        """(B, C, H, W) labels, (B, 3, H, W) source; with the prior also `prior (B, 2, H, W)` pixels and
+        `prior_image` = the source warped by it. Returns flow (B, 2, H, W) (prior + residual), mask."""
+        inputs = [label, src_label, src_image]
+        if self.uses_prior:
+            if prior is None or prior_image is None:
+                raise ValueError("this W takes the keypoint flow prior (prior=, prior_image=)")
+            inputs += [prior.to(src_image.dtype) / self.prior_norm, prior_image]
+        x = lrelu(self.conv_in(torch.cat(inputs, dim=1)))  # (B, c0, H, W)
         for conv in self.down:
             x = lrelu(conv(x))
         x = self.res(x)  # (B, c_n, H/2^n, W/2^n)
         for conv in reversed(self.up):
             x = lrelu(conv(upsample2(x)))
-        return self.flow_head(x) * self.scale, torch.sigmoid(self.mask_head(x))
+        flow = self.flow_head(x) * self.scale
+        if self.uses_prior:
+            flow = flow + prior.to(flow.dtype)
+        return flow, torch.sigmoid(self.mask_head(x))
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,11 @@ Per output frame t::
     pose/face: warped images enter H through small UNets as extra SPADE maps of up_0, up_1;
     street: linear matting of H's output with the warped images.
 
+SPEC §7 options: `flow_prior="keypoints"` computes an analytic flow from the reference and target
+keypoints (`models.prior`) that W refines; `composite="warp"` makes the frame
+m * (reference texture warped by the flow over the filled background) + (1 - m) * H's output
+(`models.composite`), so the reference's own pixels carry into every frame.
+
 `encode_references` runs once per video; with K = 1 its `ReferenceState` already holds the bottleneck
 and the generated weights, so each frame costs only the label embedder, W, the UNets and H.
 """
@@ -25,6 +30,7 @@ from torch import nn
 
 from fewshotv2v.config import ModelConfig
 from fewshotv2v.errors import InputError
+from fewshotv2v.models import composite as C
 from fewshotv2v.models.flow import FlowNetwork, warp
 from fewshotv2v.models.layers import ConvBlock, SPADEResBlock, batched_conv2d, lrelu, upsample2
 from fewshotv2v.models.reference_encoder import ReferenceAttention, ReferenceEncoder
@@ -42,6 +48,8 @@ class ReferenceState:
 
     ref_images: torch.Tensor  # (B, K, 3, H, W)
     ref_labels: torch.Tensor  # (B, K, C, H, W)
+    ref_keypoints: torch.Tensor | None = None  # (B, K, 137, 3) crop pixels (flow prior)
+    backgrounds: torch.Tensor | None = None  # (B, K, 3, H, W) references with the person filled in
     bottleneck: torch.Tensor | None = None
     weights: GeneratedWeights | None = None
     feat_img: torch.Tensor | None = None
@@ -66,6 +74,46 @@ class GeneratorOutput:
     mask_prev: torch.Tensor | None = None
     flow_prev: torch.Tensor | None = None
     raw_image: torch.Tensor | None = None  # H's output before matting (street); same as image otherwise
+
+
+def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None) -> torch.Tensor:
+    """The SPEC §7 prior flow (B, 2, H, W) at the model's size, target-crop -> reference-crop pixels.
+
+    ref_kps / drive_kps (B, 137, 3) in their own crops' pixels; `transform (B, 3)` = (a, cx, cy) maps
+    target-crop to reference-crop pixels (a static background moves by it). The prior is computed with the
+    reference keypoints brought into the target crop (T^-1), so "no motion" means "the background stays",
+    then composed with T: flow(p) = T(p + f(p)) - p.
+    """
+    from fewshotv2v.models.prior import prior_flow
+
+    if transform is None:
+        return prior_flow(config.mode, ref_kps, drive_kps, config.size)[0]
+    a, c = transform[:, :1, None].float(), transform[:, None, 1:].float()  # (B, 1, 1), (B, 1, 2)
+    ref_in_target = torch.cat([(ref_kps[..., :2].float() - c) / a, ref_kps[..., 2:].float()], dim=-1)
+    f = prior_flow(config.mode, ref_in_target, drive_kps, config.size)[0]  # (B, 2, H, W)
+    return C.similarity_flow(transform, config.size) + a[..., None] * f
+
+
+def warp_reference(config: ModelConfig, refs, rows, ref_index, flow, transform=None) -> torch.Tensor:
+    """The composite's `base` (B, 3, H, W): the chosen reference warped by `flow` over its filled
+    background seen through the camera map `transform (B, 3)` (`models.composite`)."""
+    ref_image = refs.ref_images[rows, ref_index]
+    if refs.backgrounds is None:  # face: no person mask, the warp is the base
+        return warp(ref_image, flow)
+    person = refs.ref_labels[rows, ref_index, config.person_channel][:, None]  # (B, 1, H, W)
+    background = refs.backgrounds[rows, ref_index]
+    if transform is not None:
+        background = warp(background, C.similarity_flow(transform, config.size))
+    return C.warp_base(ref_image, flow, person, background)[0]
+
+
+def reference_backgrounds(config: ModelConfig, ref_images, ref_labels) -> torch.Tensor | None:
+    """(B, K, 3, H, W): each reference with its person filled in (pose composite), else None."""
+    if config.composite != "warp" or config.person_channel is None:
+        return None
+    person = ref_labels[:, :, config.person_channel : config.person_channel + 1]  # (B, K, 1, H, W)
+    filled = C.fill_background(ref_images.flatten(0, 1), person.flatten(0, 1))
+    return filled.to(ref_images.dtype).unflatten(0, ref_images.shape[:2])
 
 
 class LabelEmbedder(nn.Module):
@@ -227,12 +275,22 @@ class Generator(nn.Module):
         if not 1 <= k <= cfg.k_max:
             raise InputError(f"number of references K={k} must be within 1..{cfg.k_max}")
 
-    def encode_references(self, ref_images: torch.Tensor, ref_labels: torch.Tensor) -> ReferenceState:
-        """Encode K references once per video: (B, K, 3, H, W), (B, K, C, H, W) -> ReferenceState."""
+    def encode_references(
+        self,
+        ref_images: torch.Tensor,
+        ref_labels: torch.Tensor,
+        ref_keypoints: torch.Tensor | None = None,
+    ) -> ReferenceState:
+        """Encode K references once per video: (B, K, 3, H, W), (B, K, C, H, W) -> ReferenceState.
+
+        `ref_keypoints (B, K, 137, 3)` in crop pixels are needed with the keypoint flow prior."""
         self._check_refs(ref_images, ref_labels)
         b, k = ref_images.shape[:2]
+        if self.config.uses_keypoints and ref_keypoints is None:
+            raise InputError("this model's flow prior needs the reference keypoints (ref_keypoints=)")
         f_img, f_lab = self.ref_encoder.stem(ref_images.flatten(0, 1), ref_labels.flatten(0, 1))
-        state = ReferenceState(ref_images, ref_labels)
+        state = ReferenceState(ref_images, ref_labels, ref_keypoints=ref_keypoints)
+        state.backgrounds = reference_backgrounds(self.config, ref_images, ref_labels)
         if k == 1:
             state.bottleneck, pooled = self.ref_encoder.finish(f_img, f_lab)
             state.weights = self.weight_generator(pooled)
@@ -257,9 +315,16 @@ class Generator(nn.Module):
         refs: ReferenceState,
         prev_image: torch.Tensor | None = None,
         prev_label: torch.Tensor | None = None,
+        *,
+        keypoints: torch.Tensor | None = None,
+        ref_transform: torch.Tensor | None = None,
     ) -> GeneratorOutput:
         """Synthesize frame t from its label map (B, C, H, W), the references and, after frame 0, the
-        previous generated frame (B, 3, H, W) with its label map."""
+        previous generated frame (B, 3, H, W) with its label map.
+
+        With the flow prior: `keypoints (B, 137, 3)` of the target in crop pixels, and optionally
+        `ref_transform (B, K, 3)` = (a, cx, cy), the camera map from target-crop to reference-crop pixels
+        (`models.composite.similarity_flow`; identity when None)."""
         if (prev_image is None) != (prev_label is None):
             raise InputError("prev_image and prev_label must be given together")
         b = label.shape[0]
@@ -275,21 +340,36 @@ class Generator(nn.Module):
         ref_image = refs.ref_images[rows, ref_index]  # (B, 3, H, W)
         ref_label = refs.ref_labels[rows, ref_index]  # (B, C, H, W)
 
+        transform = ref_transform[rows, ref_index] if ref_transform is not None else None  # (B, 3)
+        prior = prior_image = None
+        if self.config.uses_keypoints:
+            if keypoints is None or refs.ref_keypoints is None:
+                raise InputError("this model's flow prior needs keypoints (keypoints=, ref_keypoints=)")
+            prior = keypoint_prior(self.config, refs.ref_keypoints[rows, ref_index], keypoints, transform)
+            prior_image = warp(ref_image, prior)
+
         # W: reference warp and previous-frame warp share the network -> one batched pass
-        if prev_image is None:
-            flow, mask = self.flow(label, ref_label, ref_image)
+        has_prev = prev_image is not None
+        if not has_prev:
+            flow, mask = self.flow(label, ref_label, ref_image, prior, prior_image)
         else:
+            # The previous frame is already in the target's place: its prior is no motion.
+            prev_prior = torch.zeros_like(prior) if prior is not None else None
             flow, mask = self.flow(
                 torch.cat([label, label]),
                 torch.cat([ref_label, prev_label]),
                 torch.cat([ref_image, prev_image]),
+                torch.cat([prior, prev_prior]) if prior is not None else None,
+                torch.cat([prior_image, prev_image]) if prior is not None else None,
             )
-        warped = warp(torch.cat([ref_image, prev_image]) if prev_image is not None else ref_image, flow)
-        flow_ref, mask_ref, warped_ref = flow[:b], mask[:b], warped[:b]
-        has_prev = prev_image is not None
-        flow_prev, mask_prev, warped_prev = (
-            (flow[b:], mask[b:], warped[b:]) if has_prev else (None, None, None)
-        )
+        flow_ref, mask_ref = flow[:b], mask[:b]
+        if self.config.composite == "warp":
+            warped_ref = warp_reference(self.config, refs, rows, ref_index, flow_ref, transform)
+            warped_prev = warp(prev_image, flow[b:]) if has_prev else None
+        else:
+            warped = warp(torch.cat([ref_image, prev_image]) if has_prev else ref_image, flow)
+            warped_ref, warped_prev = warped[:b], (warped[b:] if has_prev else None)
+        flow_prev, mask_prev = (flow[b:], mask[b:]) if has_prev else (None, None)
 
         label_maps = self.label_embedder(label, weights)  # m_0 .. m_L
         maps: list[list[torch.Tensor | None]] = [[m] for m in label_maps]
@@ -304,6 +384,8 @@ class Generator(nn.Module):
             image = raw * mask_ref + warped_ref * (1 - mask_ref)
             if has_prev:
                 image = image * mask_prev + warped_prev * (1 - mask_prev)
+        elif self.config.composite == "warp":  # SPEC §7: m = 1 - mask_ref trusts the warped reference
+            image = C.composite(warped_ref, 1 - mask_ref, raw)
         return GeneratorOutput(
             image=image,
             warped_ref=warped_ref,

@@ -67,7 +67,9 @@ def save_pretrained(
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         (tmp / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
-        save_file(_plain_state_dict(generator), tmp / WEIGHTS_NAME, metadata=_metadata(config, metadata, "G"))
+        if has_weights(config):
+            state = _plain_state_dict(generator)
+            save_file(state, tmp / WEIGHTS_NAME, metadata=_metadata(config, metadata, "G"))
         if discriminators is not None:
             save_file(
                 _plain_state_dict(discriminators),
@@ -148,6 +150,29 @@ def load_weights(module: nn.Module, path: Path) -> None:
     module.load_state_dict(state, strict=True)
 
 
+def build_model(config: ModelConfig) -> nn.Module:
+    """The network of a config: `Generator`, or `KeypointWarp` for the no-weights baseline."""
+    if config.architecture == "keypoint-warp":
+        from fewshotv2v.models.keypoint_warp import KeypointWarp
+
+        return KeypointWarp(config)
+    from fewshotv2v.models.generator import Generator
+
+    return Generator(config)
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU when it has neither)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def has_weights(config: ModelConfig) -> bool:
+    """False for architectures with no weights (keypoint-warp: its folder is `config.json` alone)."""
+    return config.architecture != "keypoint-warp"
+
+
 def load_pretrained(
     directory: str | Path,
     *,
@@ -160,12 +185,11 @@ def load_pretrained(
     Raises `CheckpointError` when the folder, `config.json` or a weights file is missing or does not
     match (naming missing / unexpected keys).
     """
-    from fewshotv2v.models.generator import Generator
-
     directory = Path(directory)
     config = read_config(directory)
-    generator = Generator(config)
-    load_weights(generator, directory / WEIGHTS_NAME)
+    generator = build_model(config)
+    if has_weights(config):
+        load_weights(generator, directory / WEIGHTS_NAME)
     discriminators = None
     if with_discriminators:
         from fewshotv2v.models.discriminators import Discriminators

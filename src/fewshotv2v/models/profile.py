@@ -35,6 +35,17 @@ def generated_numbers(generator: nn.Module) -> int:
     )
 
 
+def example_keypoints(config, frame: int = 0) -> torch.Tensor:
+    """`(1, 137, 3)` keypoints of a synthetic person (or face) dancing, frame `frame`, at the config's size:
+    realistic input for the keypoint flow prior when timing or counting a frame."""
+    from fewshotv2v.data.synthetic import make_identity, motion, place
+
+    poses = motion("dance", frame + 1, seed=0)
+    framing = "face" if config.mode == "face" else "body"
+    xy = place(make_identity(0), poses[frame], config.size, framing)["kps"]
+    return torch.cat([torch.from_numpy(xy).float(), torch.ones(len(xy), 1)], dim=1)[None]
+
+
 @torch.no_grad()  # FlopCounterMode's module tracker does not work under inference_mode
 def steady_state_macs(
     generator: nn.Module, *, device: Any = None, dtype: torch.dtype = torch.float32
@@ -45,9 +56,10 @@ def steady_state_macs(
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    from fewshotv2v.models.io import module_device
+
     cfg = generator.config
-    param = next(generator.parameters())
-    device = device or param.device
+    device = device or module_device(generator)
     h, w, c = cfg.height, cfg.width, cfg.label_nc
     gen = torch.Generator(device="cpu").manual_seed(0)
 
@@ -57,11 +69,14 @@ def steady_state_macs(
     was_training = generator.training
     generator.eval()
     try:
-        refs = generator.encode_references(rand(1, 1, 3, h, w) * 2 - 1, rand(1, 1, c, h, w))
+        ref_kps, kps = (example_keypoints(cfg, i).to(device) for i in (0, 1))
+        refs = generator.encode_references(rand(1, 1, 3, h, w) * 2 - 1, rand(1, 1, c, h, w), ref_kps[:, None])
         label = rand(1, c, h, w)
         counter = FlopCounterMode(display=False)
         with counter:
-            generator(label, refs, prev_image=rand(1, 3, h, w) * 2 - 1, prev_label=rand(1, c, h, w))
+            generator(
+                label, refs, prev_image=rand(1, 3, h, w) * 2 - 1, prev_label=rand(1, c, h, w), keypoints=kps
+            )
     finally:
         generator.train(was_training)
     counts = counter.get_flop_counts()

@@ -206,6 +206,22 @@ def untransform_keypoints(kps: np.ndarray, box, out_hw: tuple[int, int]) -> np.n
     return kps
 
 
+def box_transform(target_box, ref_box, out_hw: tuple[int, int], *, flip: bool = False) -> np.ndarray:
+    """The camera map between two crops of one frame-space scene: `(a, cx, cy)` float32 such that the
+    target-crop pixel p shows the point the reference-crop pixel `a * p + c` shows (SPEC §7: a static
+    background moves by it). Crops have the output aspect, so one scale `a` serves both axes; `flip`: both
+    crops were mirrored (x -> W - 1 - x)."""
+    tx0, ty0, tx1, _ = (float(v) for v in target_box)
+    rx0, ry0, rx1, _ = (float(v) for v in ref_box)
+    st, sr = (tx1 - tx0) / out_hw[1], (rx1 - rx0) / out_hw[1]  # frame pixels per crop pixel
+    a = st / sr
+    cx = (tx0 - rx0) / sr + 0.5 * a - 0.5
+    cy = (ty0 - ry0) / sr + 0.5 * a - 0.5
+    if flip:
+        cx = (out_hw[1] - 1) * (1 - a) - cx
+    return np.array([a, cx, cy], np.float32)
+
+
 def paste_back(frame: np.ndarray, patch: np.ndarray, box, *, mask: np.ndarray | None = None) -> np.ndarray:
     """Place ``patch (h, w, C)`` (a result made for crop ``box``) back into a copy of ``frame (H, W, C)``.
 

@@ -42,6 +42,9 @@ class TrainConfig:
     clip_len_double_every: int = 20_000
     clip_len_max: int = 8
     k_max: int = 0  # 0 = the model config's k_max; K is drawn per step from 1..k_max
+    # SPEC §7: Gaussian noise on the keypoints the flow prior sees (std as a fraction of the crop height),
+    # so W learns to repair prior errors as it must on real detections
+    keypoint_noise: float = 0.01
     # loss weights (SPEC §3)
     w_gan: float = 1.0
     w_feature_matching: float = 10.0
@@ -97,6 +100,8 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not 0.0 <= self.keypoint_noise < 0.2:
+            raise ConfigError(f"keypoint_noise must be in [0, 0.2), got {self.keypoint_noise!r}")
         if self.grad_clip < 0:
             raise ConfigError(f"grad_clip must be >= 0, got {self.grad_clip!r}")
 

@@ -32,9 +32,14 @@ class GeneratorStep(nn.Module):
         label: torch.Tensor,  # (B, C, H, W)
         prev_image: torch.Tensor | None = None,  # (B, 3, H, W), detached previous output
         prev_label: torch.Tensor | None = None,  # (B, C, H, W)
+        ref_keypoints: torch.Tensor | None = None,  # (B, K, 137, 3) crop pixels (flow prior)
+        keypoints: torch.Tensor | None = None,  # (B, 137, 3)
+        ref_transforms: torch.Tensor | None = None,  # (B, K, 3) target crop -> reference crops
     ) -> dict[str, torch.Tensor]:
-        refs = self.generator.encode_references(ref_images, ref_labels)
-        out = self.generator(label, refs, prev_image, prev_label)
+        refs = self.generator.encode_references(ref_images, ref_labels, ref_keypoints)
+        out = self.generator(
+            label, refs, prev_image, prev_label, keypoints=keypoints, ref_transform=ref_transforms
+        )
         fields = (f.name for f in dataclasses.fields(out))
         return {name: getattr(out, name) for name in fields if getattr(out, name) is not None}
 

@@ -129,6 +129,8 @@ class Trainer:
         self.channels_last = train_config.channels_last and self.device.type == "cuda"
 
         torch.manual_seed(train_config.seed)  # same initial weights on every rank
+        if model_config.architecture != "fsv2v":
+            raise ConfigError(f"{model_config.architecture} has no weights to train")
         self.generator = Generator(model_config).to(self.device)
         self.discriminators = Discriminators(model_config).to(self.device)
         if self.channels_last:
@@ -231,6 +233,27 @@ class Trainer:
         """K for this step, from 1..k_max; the same on every rank (balanced work)."""
         return int(np.random.default_rng([self.tcfg.seed, step, 11]).integers(1, self.k_max + 1))
 
+    def _prior_inputs(self, batch: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor | None]:
+        """Keypoints for the SPEC §7 flow prior, with Gaussian noise (`keypoint_noise` x crop height) on the
+        present points of both the references and the targets; all None for models without the prior."""
+        if not self.mcfg.uses_keypoints:
+            return {"ref_keypoints": None, "keypoints": None, "ref_transforms": None}
+        std = self.tcfg.keypoint_noise * self.mcfg.height
+
+        def noisy(kps: torch.Tensor) -> torch.Tensor:
+            kps = kps.to(self.device).float()
+            if std <= 0:
+                return kps
+            noise = torch.randn(kps.shape[:-1] + (2,), device=self.device) * std
+            present = (kps[..., 2:] > 0).float()
+            return torch.cat([kps[..., :2] + noise * present, kps[..., 2:]], dim=-1)
+
+        return {
+            "ref_keypoints": noisy(batch["ref_keypoints"][:, :k]),  # (B, K, 137, 3)
+            "keypoints": noisy(batch["keypoints"]),  # (B, T, 137, 3)
+            "ref_transforms": batch["ref_transforms"][:, :k].to(self.device).float(),  # (B, K, 3)
+        }
+
     def _autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
@@ -263,6 +286,7 @@ class Trainer:
         ref_images = batch["ref_images"][:, :k].to(self.device)  # (B, K, 3, H, W)
         ref_labels = batch["ref_labels"][:, :k].to(self.device)  # (B, K, C, H, W)
         ref_boxes_all = batch["ref_face_boxes"][:, :k].to(self.device)  # (B, K, 4)
+        prior = self._prior_inputs(batch, k)  # keypoints for the flow prior (noisy), or Nones
         images, labels = batch["images"], batch["labels"]  # (B, T, 3, H, W), (B, T, C, H, W)
         clip_len = images.shape[1]
         rows = torch.arange(images.shape[0], device=self.device)
@@ -276,7 +300,16 @@ class Trainer:
             label, real = self._to_device(labels[:, t]), self._to_device(images[:, t])
             boxes = batch["face_boxes"][:, t].to(self.device)  # (B, 4)
             with self._autocast():
-                out = self.g_step(ref_images, ref_labels, label, prev_image, prev_label)
+                out = self.g_step(
+                    ref_images,
+                    ref_labels,
+                    label,
+                    prev_image,
+                    prev_label,
+                    prior["ref_keypoints"],
+                    prior["keypoints"][:, t] if prior["keypoints"] is not None else None,
+                    prior["ref_transforms"],
+                )
             fake = out["image"]
             idx = out["ref_index"]  # (B,) the reference W warped: D is conditioned on it
             ref_image, ref_label, ref_boxes = (
@@ -376,8 +409,11 @@ class Trainer:
         ref_images = batch["ref_images"][:n, :k].to(self.device)
         ref_labels = batch["ref_labels"][:n, :k].to(self.device)
         label, real = batch["labels"][:n, 0].to(self.device), batch["images"][:n, 0]
+        prior = self._prior_inputs({key: v[:n] for key, v in batch.items() if v.dim() > 1}, k)
+        kps = prior["keypoints"][:, 0] if prior["keypoints"] is not None else None
         with self._autocast():
-            out = g(label, g.encode_references(ref_images, ref_labels)).image.float().cpu()
+            refs = g.encode_references(ref_images, ref_labels, prior["ref_keypoints"])
+            out = g(label, refs, keypoints=kps, ref_transform=prior["ref_transforms"]).image.float().cpu()
 
         def to01(x: torch.Tensor) -> np.ndarray:
             return ((x.float().cpu() + 1.0) / 2.0).numpy()

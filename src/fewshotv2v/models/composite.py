@@ -1,0 +1,95 @@
+"""The warp composite of SPEC §7: reference texture carried by a flow, a filled background, H's output.
+
+    person_t = warp(ref person mask, flow)                   where the reference person lands in the frame
+    base     = person_t * warp(ref, flow) + (1 - person_t) * background
+    out      = m * base + (1 - m) * h                          m: learned trust, h: H's output
+
+`background` is the reference with its person removed (`fill_background`, a classical fill of the masked
+area) seen through the camera map between the reference crop and the target crop (`similarity_flow`): so
+where the person moved away the photo's background shows, not the person's old position. Face mode has
+no person mask: base = warp(ref, flow). The same functions run at the model's size (training, and inside
+the generator) and at the photo's own resolution (`inference.framing`), so what is trained is what runs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fewshotv2v.models.flow import warp
+
+
+def fill_background(image: torch.Tensor, mask: torch.Tensor, *, dilate: int = 3) -> torch.Tensor:
+    """Fill the masked area of `image (B, C, H, W)` from its surroundings (push-pull pyramid).
+
+    `mask (B, 1, H, W)` in [0, 1], 1 = to be filled (the person), dilated by `dilate` pixels first so the
+    person's anti-aliased edge goes too. Each pyramid level averages the known pixels (weights = 1 - mask);
+    coming back up, a pixel keeps its own value where it was known and takes the coarser estimate where it
+    was not. Smooth, cheap (a few poolings), and exact outside the dilated mask.
+    """
+    image = image.float()
+    mask = mask.float().clamp(0, 1)
+    if dilate > 0:
+        mask = F.max_pool2d(mask, 2 * dilate + 1, stride=1, padding=dilate)
+    known = 1.0 - mask  # (B, 1, H, W)
+    levels = [(image * known, known)]
+    while min(levels[-1][0].shape[-2:]) > 2:
+        x, w = levels[-1]
+        levels.append((F.avg_pool2d(x, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True)))
+    x, w = levels[-1]
+    # Coarsest level: the mean of what is known (the image mean when nothing is).
+    total = w.sum(dim=(2, 3), keepdim=True)
+    mean = torch.where(
+        total > 1e-6, x.sum(dim=(2, 3), keepdim=True) / total.clamp_min(1e-6), image.mean((2, 3), True)
+    )
+    estimate = torch.where(w > 1e-3, x / w.clamp_min(1e-3), mean)
+    for x, w in reversed(levels[:-1]):
+        up = F.interpolate(estimate, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        # A level's average is exact where its weight is 1; blend towards the coarser guess as it drops.
+        alpha = w.clamp(0, 1)
+        estimate = torch.where(w > 1e-3, x / w.clamp_min(1e-3), up) * alpha + up * (1 - alpha)
+    return estimate
+
+
+def similarity_flow(transform: torch.Tensor | None, size: tuple[int, int], *, device=None) -> torch.Tensor:
+    """Flow `(B, 2, H, W)` of the camera map between a target crop and a reference crop.
+
+    `transform (B, 3)` = (a, cx, cy): target-crop pixel p maps to reference-crop pixel a * p + c (both crops
+    of one static scene: the scale and offset between their crop boxes). flow(p) = a * p + c - p.
+    """
+    h, w = size
+    if transform is None:
+        return torch.zeros(1, 2, h, w, device=device)
+    transform = transform.float()
+    ys = torch.arange(h, device=transform.device, dtype=torch.float32)
+    xs = torch.arange(w, device=transform.device, dtype=torch.float32)
+    a, cx, cy = (transform[:, i].view(-1, 1, 1) for i in range(3))
+    fx = (a - 1) * xs.view(1, 1, w) + cx  # (B, 1, W)
+    fy = (a - 1) * ys.view(1, h, 1) + cy  # (B, H, 1)
+    return torch.stack([fx.expand(-1, h, w), fy.expand(-1, h, w)], dim=1)
+
+
+def warp_base(
+    ref_image: torch.Tensor,
+    flow: torch.Tensor,
+    ref_person: torch.Tensor | None = None,
+    background: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`base` of the composite and `person_t` (see the module docstring).
+
+    ref_image (B, 3, H, W), flow (B, 2, H, W) pixels, ref_person (B, 1, H, W) or None (face), background
+    (B, 3, H, W) already in target-crop coordinates. Returns (base (B, 3, H, W), person_t or None).
+    """
+    if ref_person is None or background is None:
+        return warp(ref_image, flow), None
+    warped = warp(torch.cat([ref_image, ref_person.to(ref_image.dtype)], dim=1), flow)
+    person_t = warped[:, 3:].clamp(0, 1)
+    return person_t * warped[:, :3] + (1 - person_t) * background.to(warped.dtype), person_t
+
+
+def composite(base: torch.Tensor, trust: torch.Tensor, synthesized: torch.Tensor) -> torch.Tensor:
+    """out = m * base + (1 - m) * h, with m = `trust (B, 1, H, W)` and h = `synthesized (B, 3, H, W)`."""
+    return trust * base + (1 - trust) * synthesized
+
+
+__all__ = ["composite", "fill_background", "similarity_flow", "warp_base"]
