@@ -80,6 +80,9 @@ class Pipeline:
             accelerator; weights stay fp32).
         backend: detector name, an object with `.detect`, or "none" (keypoints given by the caller).
         model_dir: the model folder (needed for `finetune`, which loads `discriminator.safetensors`).
+        size: long side of the output (models with the warp composite: the reference photo's own framing,
+            never upscaled; default 1024). Other models output their crop at the model's size.
+        keep_centered: pose: the body stays where the reference stands (no global motion of the driver).
         hold_frames: driving frames without a person reuse the last keypoints for up to this many frames,
             then an empty label map is rendered (both counted in the result).
         smoothing: One-Euro smoothing of the driving keypoints.
@@ -95,7 +98,10 @@ class Pipeline:
         model_dir: str | Path | None = None,
         hold_frames: int = 5,
         smoothing: bool = True,
+        size: int | None = None,
+        keep_centered: bool = False,
     ):
+        from fewshotv2v.inference.framing import DEFAULT_SIZE, MAX_SIZE
         from fewshotv2v.settings import resolve_device, resolve_dtype
 
         self.device = resolve_device(device) if isinstance(device, str) else device
@@ -109,6 +115,15 @@ class Pipeline:
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.hold_frames = hold_frames
         self.smoothing = smoothing
+        size = DEFAULT_SIZE if size is None else int(size)
+        if not 16 <= size <= MAX_SIZE:
+            raise InputError(
+                f"--size must be within 16..{MAX_SIZE} pixels (the output's long side), got {size}"
+            )
+        # Full-resolution output (SPEC §7) for models with the warp composite; the others output their crop.
+        self.size = size if self.config.composite == "warp" else None
+        self.keep_centered = keep_centered
+        self._composer = None  # inference.framing.Composer, made by set_references
         self._backend_spec = backend
         self.references: list[Reference] = []
         self._state = None  # ReferenceState, computed by set_references
@@ -213,7 +228,16 @@ class Pipeline:
         if self.mode == "pose":
             _warn_partial_bodies(refs)
         self._encode_references()
+        if self.size is not None:
+            from fewshotv2v.inference.framing import Composer
+
+            self._composer = Composer(self.config, refs, self.device, keep_centered=self.keep_centered)
         return refs
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(height, width) of the synthesized frames: the canvas (full resolution) or the model's size."""
+        return self._composer.output_hw if self._composer is not None else self.config.size
 
     def _prepare_references(self, items, kps_list, mask_list, detector, ref_frames) -> list[Reference]:
         def detect(image: np.ndarray):
@@ -223,7 +247,8 @@ class Pipeline:
         if kps_list is None and isinstance(single, str | Path) and _is_video(single):
             picked = pick_reference_frames(single, ref_frames or 1, detect, self.mode)
             return [
-                prepare_reference(im, d.keypoints, self.config, mask=d.mask, name=n) for im, d, n in picked
+                prepare_reference(im, d.keypoints, self.config, mask=d.mask, name=n, size=self.size)
+                for im, d, n in picked
             ]
         refs = []
         for i, item in enumerate(items):
@@ -237,7 +262,7 @@ class Pipeline:
                         f"no {'face' if self.mode == 'face' else 'person'} detected in {name}"
                     )
                 kps, mask = det.keypoints, det.mask
-            refs.append(prepare_reference(image, kps, self.config, mask=mask, name=name))
+            refs.append(prepare_reference(image, kps, self.config, mask=mask, name=name, size=self.size))
         return refs
 
     def _reference_tensors(self):
@@ -247,14 +272,15 @@ class Pipeline:
 
         images = torch.stack([image_to_tensor(r.image) for r in self.references])[None]  # (1, K, 3, H, W)
         labels = torch.stack([torch.from_numpy(r.label) for r in self.references])[None]  # (1, K, C, H, W)
-        return images.to(self.device), labels.to(self.device)
+        kps = torch.stack([torch.from_numpy(r.keypoints) for r in self.references])[None]  # (1, K, 137, 3)
+        return images.to(self.device), labels.to(self.device), kps.to(self.device)
 
     def _encode_references(self) -> None:
         import torch
 
-        images, labels = self._reference_tensors()
+        images, labels, kps = self._reference_tensors()
         with torch.inference_mode(), self._autocast():
-            self._state = self.generator.encode_references(images, labels)
+            self._state = self.generator.encode_references(images, labels, kps)
 
     # ---- test-time finetuning ------------------------------------------------------------------------
     def finetune(
@@ -278,8 +304,17 @@ class Pipeline:
         discriminators = Discriminators(self.config)
         load_weights(discriminators, path)
         discriminators.to(self.device)
-        images, labels = self._reference_tensors()
-        stats = finetune(self.generator, discriminators, images, labels, steps, on_step=on_step, seed=seed)
+        images, labels, kps = self._reference_tensors()
+        stats = finetune(
+            self.generator,
+            discriminators,
+            images,
+            labels,
+            steps,
+            on_step=on_step,
+            seed=seed,
+            ref_keypoints=kps,
+        )
         self.generator.eval()
         self._encode_references()
         return stats
@@ -334,6 +369,9 @@ class Pipeline:
             fps=source.fps,
             stats=stats,
         )
+        if self._composer is not None:
+            yield from self._frames_full(source, keypoints, stats, side_by_side)
+            return
         labeler = LabelMaker(self.config, self.references[0].keypoints)
         prev_image = prev_label = None
         for image, given, t in source:
@@ -347,6 +385,53 @@ class Pipeline:
             result = tensor_to_image(out.image)
             stats.frames += 1
             yield compose(image, label_to_image(label), result) if side_by_side else result
+
+    def _frames_full(self, source, keypoints, stats: DriveStats, side_by_side: bool) -> Iterator[np.ndarray]:
+        """Models with the warp composite (SPEC §7): the model runs in a crop that follows the retargeted
+        body on the reference photo; its flow, mask and H output are composited at the photo's resolution
+        (`inference.framing`)."""
+        import torch
+
+        from fewshotv2v.inference.compose import label_to_image, tensor_to_image
+        from fewshotv2v.inference.compose import side_by_side as compose
+
+        composer = self._composer
+        composer.retarget.reset()  # a new driving video: frame 0 fixes the driving statistics
+        prev_image = prev_label = None
+        for image, given, t in source:
+            kps, mask = keypoints(image, given, t)
+            if kps is None:  # nobody to draw: the plate (pose) or the photo (face)
+                frame, label, prev_image, prev_label = composer.empty_frame(), None, None, None
+            else:
+                target = composer.target(kps, mask)
+                label = target.label
+                label_t = torch.from_numpy(label)[None].to(self.device)  # (1, C, h, w)
+                kps_t = torch.from_numpy(target.keypoints)[None].to(self.device)  # (1, 137, 3)
+                transforms = (
+                    torch.from_numpy(target.transforms)[None].to(self.device)  # (1, K, 3)
+                    if target.transforms is not None
+                    else None
+                )
+                with torch.inference_mode(), self._autocast():
+                    out = self.generator(
+                        label_t,
+                        self._state,
+                        prev_image,
+                        prev_label,
+                        keypoints=kps_t,
+                        ref_transform=transforms,
+                    )
+                    frame = composer.compose(out, target)
+                prev_image, prev_label = out.image.float(), label_t
+            result = tensor_to_image(frame)
+            stats.frames += 1
+            if side_by_side:
+                skeleton = label_to_image(
+                    label if label is not None else np.zeros((1, *self.config.size), np.float32)
+                )
+                yield compose(image, skeleton, result)
+            else:
+                yield result
 
     def synthesize(
         self,
@@ -402,7 +487,7 @@ class Pipeline:
                 path, source.fps, crf=crf, audio_from=audio, audio_offset=start or 0.0, overwrite=overwrite
             )
 
-        width = self.config.width  # the result is the right-most panel of a side-by-side frame
+        width = self.output_size[1]  # the result is the right-most panel of a side-by-side frame
         with contextlib.ExitStack() as writers:
             writer = writers.enter_context(open_writer(output))
             composite = writers.enter_context(open_writer(composite_path)) if composite_path else None

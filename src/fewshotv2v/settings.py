@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda", "mps"] | str = "auto"
     dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
     backend: Literal["mediapipe", "dwpose"] = "mediapipe"
-    model: str = "demo"
+    model: str = ""  # empty: the model shipped for the mode (registry.DEFAULT_MODELS)
     hub: HubSettings = Field(default_factory=HubSettings)
 
     # Filled in by `load_settings` before construction; class-level so the source hook can see it.

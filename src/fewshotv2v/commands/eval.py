@@ -50,7 +50,10 @@ def eval_(
     from fewshotv2v.settings import resolve_device
 
     settings = _common.settings(device=device)
-    name = model or settings.model
+    from fewshotv2v.data.layout import open_dataset
+    from fewshotv2v.registry import model_for_mode
+
+    name = model_for_mode(model or settings.model, open_dataset(data).mode)
     folder = hub.resolve_model(name, settings)
     dev = resolve_device(settings.device)
     generator, _ = load_pretrained(folder, device=dev)

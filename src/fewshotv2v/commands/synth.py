@@ -30,7 +30,12 @@ def synth(
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output video (.mp4).", show_default=False)],
     model: Annotated[
-        str | None, typer.Option("--model", help="Model name or folder (default: settings.model)")
+        str | None,
+        typer.Option(
+            "--model",
+            help="Model name or folder (default: settings.model, else the model shipped for --mode: "
+            "pose-lite / face-lite; keypoint-warp is the no-weights baseline)",
+        ),
     ] = None,
     mode: Annotated[
         str | None, typer.Option("--mode", help="pose or face (default: the model's mode)")
@@ -70,22 +75,41 @@ def synth(
         bool | None,
         typer.Option("--side-by-side", help="Write driving frame | skeleton | result side by side."),
     ] = None,
+    size: Annotated[
+        int | None,
+        typer.Option(
+            "--size",
+            min=16,
+            help="Long side of the output in pixels; the reference photo is never upscaled (default: 1024)",
+        ),
+    ] = None,
+    keep_centered: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-centered",
+            help="Keep the person where the reference stands instead of following the driver's "
+            "global motion (pose).",
+        ),
+    ] = None,
     overwrite: Annotated[
         bool | None, typer.Option("--overwrite", help="Replace an existing output file.")
     ] = None,
 ) -> None:
     """Synthesize a video of the reference person/face driven by a video (few-shot vid2vid)."""
     from fewshotv2v.pipeline import Pipeline
+    from fewshotv2v.registry import model_for_mode
 
     settings = _common.settings(device=device, dtype=dtype, model=model)
     # Not through Settings: plug-in backends registered with `register_backend` have names of their own.
     backend = backend or settings.backend
     pipe = Pipeline.from_pretrained(
-        settings.model,
+        model_for_mode(settings.model, mode),
         device=settings.device,
         dtype=settings.dtype,
         backend=backend,
         settings=settings,
+        size=size,
+        keep_centered=bool(keep_centered),
     )
     if mode is not None:
         pipe.check_mode(mode)

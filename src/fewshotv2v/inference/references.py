@@ -33,6 +33,12 @@ class Reference:
     keypoints: np.ndarray  # float32 (137, 3) in crop pixels
     label: np.ndarray  # float32 (C, H, W) in [0, 1]
     name: str = ""
+    # Full resolution (models with the warp composite, SPEC §7): the photo capped to the output size,
+    # its keypoints and person mask in its pixels, and the integer crop box the model crop was made from.
+    photo: np.ndarray | None = None  # uint8 (Hp, Wp, 3)
+    photo_keypoints: np.ndarray | None = None  # float32 (137, 3)
+    photo_mask: np.ndarray | None = None  # float32 (Hp, Wp) (pose)
+    box: np.ndarray | None = None  # (4,) in photo pixels
 
 
 def quality(kps: np.ndarray, mode: str) -> float:
@@ -76,11 +82,13 @@ def prepare_reference(
     *,
     mask: np.ndarray | None = None,
     name: str = "reference",
+    size: int | None = None,
 ) -> Reference:
     """Crop a reference around its person (pose) or face (face) and build its label map.
 
     image `uint8 (h, w, 3)`, kps `(137, 3)` in image pixels, mask `(h, w)` float/uint8 or None.
-    Raises `NoPersonError` when the keypoints do not show a usable person / face.
+    `size`: keep the photo too, its long side capped to `size` (full-resolution output, SPEC §7), with an
+    integer-aligned crop box. Raises `NoPersonError` when the keypoints do not show a usable person / face.
     """
     mode = config.mode
     kps = np.asarray(kps, np.float32)
@@ -89,13 +97,26 @@ def prepare_reference(
     if quality(kps, mode) <= 0:
         what = "face" if mode == "face" else "person"
         raise NoPersonError(f"no {what} detected in {name}")
-    hw = image.shape[:2]
     out_hw = (config.height, config.width)
+    aspect = config.width / config.height
+    full = size is not None
+    if full:
+        image, kps, mask = _cap_photo(image, kps, mask, size)
+    hw = image.shape[:2]
+    # Full resolution: boxes are not clamped into the photo (as in training); the canvas clips the paste.
     box = (
-        face_crop_box(kps, hw)
+        face_crop_box(kps, hw, clamp=not full)
         if mode == "face"
-        else pose_crop_box(kps, hw, aspect=config.width / config.height)
+        else pose_crop_box(kps, hw, aspect=aspect, clamp=not full)
     )
+    if full:
+        from fewshotv2v.inference.framing import cover_box, integer_box
+
+        if mode == "pose" and mask is None:  # the photo's person mask from the keypoints alone
+            mask = skeleton_mask(kps, hw)
+        if mode == "pose":
+            box = cover_box(box, mask, aspect)
+        box = integer_box(box, aspect)
     crop = crop_image(image, box, out_hw)
     kc = transform_keypoints(kps, box, out_hw)
     crop_mask = None
@@ -106,7 +127,27 @@ def prepare_reference(
             else skeleton_mask(kc, out_hw)
         )
     label = build_label_map(mode, kc, out_hw, config=config, mask=crop_mask)
-    return Reference(image=crop, keypoints=kc, label=label, name=name)
+    ref = Reference(image=crop, keypoints=kc, label=label, name=name)
+    if full:
+        ref.photo, ref.photo_keypoints, ref.box = image, kps, box
+        ref.photo_mask = np.asarray(mask, np.float32) if mode == "pose" else None
+    return ref
+
+
+def _cap_photo(image: np.ndarray, kps: np.ndarray, mask, size: int):
+    """The photo (and its keypoints and mask) resized so its long side is at most `size` pixels."""
+    from fewshotv2v.inference.framing import canvas_scale, scale_keypoints
+    from fewshotv2v.video import resize_image
+
+    scale = canvas_scale(image.shape[:2], size)
+    if scale >= 1.0:
+        return image, kps, mask
+    h, w = (max(2, round(n * scale)) for n in image.shape[:2])
+    image = resize_image(image, w, h)
+    if mask is not None:
+        m = np.asarray(mask, np.float32)
+        mask = resize_image((np.clip(m, 0, 1) * 255).round().astype(np.uint8), w, h).astype(np.float32) / 255
+    return image, scale_keypoints(kps, scale), mask
 
 
 def pick_reference_frames(

@@ -131,11 +131,12 @@ class PoseRetargeter:
     the driving statistics (frame 0); `reset()` forgets them (a new driving video).
     """
 
-    def __init__(self, ref_kps: np.ndarray, *, min_conf: float = MIN_CONF):
+    def __init__(self, ref_kps: np.ndarray, *, min_conf: float = MIN_CONF, keep_position: bool = False):
         ref_kps = np.asarray(ref_kps, dtype=np.float32)
         if ref_kps.shape != (NUM_KEYPOINTS, 3):
             raise ValueError(f"expected reference keypoints (137, 3), got {ref_kps.shape}")
         self.min_conf = min_conf
+        self.keep_position = keep_position  # True: the body stays where frame 0 put it (no global motion)
         self.ref = ref_kps
         self.ref_body = ref_kps[BODY]
         self.ref_lengths = bone_lengths(self.ref_body, min_conf)
@@ -220,7 +221,7 @@ class PoseRetargeter:
         if self._lengths0 is None:
             self._fit(body, face)
         scale = self._global_scale(body)
-        root_out = self._root_out0 + (root - self._root0) * self.k
+        root_out = self._root_out0 + (0.0 if self.keep_position else (root - self._root0) * self.k)
         self._last_map = (root, root_out)
         ok = _valid(body, self.min_conf)
         body_out = self._body_relative(body, scale) + root_out
@@ -266,11 +267,12 @@ class FaceRetargeter:
     `ref_kps`: `(137, 3)` reference keypoints in reference-crop pixels (only the face slice is used).
     """
 
-    def __init__(self, ref_kps: np.ndarray, *, min_conf: float = MIN_CONF):
+    def __init__(self, ref_kps: np.ndarray, *, min_conf: float = MIN_CONF, keep_position: bool = False):
         ref_kps = np.asarray(ref_kps, dtype=np.float32)
         if ref_kps.shape != (NUM_KEYPOINTS, 3):
             raise ValueError(f"expected reference keypoints (137, 3), got {ref_kps.shape}")
         self.min_conf = min_conf
+        self.keep_position = keep_position  # True: the face centre stays on the reference's
         self.ref_face = ref_kps[FACE].astype(np.float64)
         ok = _valid(self.ref_face, min_conf)
         if ok.sum() < 3:
@@ -284,9 +286,13 @@ class FaceRetargeter:
         self.k = 1.0
         self._parts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # offset, gain, centre0
 
-    def _map(self, face: np.ndarray) -> np.ndarray:
-        """Global similarity map (frame 0's face centre / size -> the reference's), (70, 2)."""
-        return self.ref_centre + (face[:, :2] - self._centre0) * self.k
+    def _map(self, face: np.ndarray, ok: np.ndarray | None = None) -> np.ndarray:
+        """Global similarity map (frame 0's face centre / size -> the reference's), (70, 2); with
+        `keep_position` the frame's own centre is used, so head translation is removed."""
+        centre = self._centre0
+        if self.keep_position and ok is not None and ok.any():
+            centre = face[ok, :2].mean(axis=0)
+        return self.ref_centre + (face[:, :2] - centre) * self.k
 
     def _fit(self, face: np.ndarray, ok: np.ndarray) -> None:
         self._centre0 = face[ok, :2].mean(axis=0)
@@ -314,7 +320,7 @@ class FaceRetargeter:
             return out
         if self._centre0 is None:
             self._fit(face, ok)
-        mapped = self._map(face)
+        mapped = self._map(face, ok)
         result = mapped.copy()
         for name, idx in FACE_PARTS.items():
             if name not in self._parts:
