@@ -1,11 +1,15 @@
-"""`fsv2v demo`: the whole synthesis pipeline on synthetic inputs, with the model shipped in the package.
+"""`fsv2v demo`: the whole synthesis pipeline with the models shipped in the package, no download.
 
-A fresh install has no pose weights and often no camera footage at hand, so the demo makes its own inputs:
-a reference photo of one synthetic person and a driving clip of another (with an audio tone), both from
-`fewshotv2v.data.synthetic`, whose keypoints are exact (no detector needed). It then runs
-`Pipeline.synthesize` exactly as `fsv2v synth` does — streaming decode -> keypoints -> retarget -> label
-map -> generator -> encode, fps and audio kept — and writes the result plus a side-by-side version
-(driving frame | skeleton | result).
+Two demos, both through `Pipeline.synthesize` exactly as `fsv2v synth` runs it (streaming decode ->
+keypoints -> retarget -> label map -> generator -> full-resolution composite -> encode, fps and audio kept),
+each written with a side-by-side version (driving frame | label map | result):
+
+- **body**: a reference photo of one synthetic person and a driving clip of another (with an audio tone),
+  from `fewshotv2v.data.synthetic`, whose keypoints are exact (no detector needed);
+- **face**: a real photo shipped in the package (the NASA astronaut portrait, public domain, as
+  scikit-image ships it) with its landmarks detected once by mediapipe and stored beside it, animated by
+  a landmark-driven motion (`semantics.face_motion`: talking, nodding, blinking). The driving clip shows
+  the face edge maps.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ DEMO_FRAMES = 72
 DEMO_FPS = 24.0
 DEMO_TONE_HZ = 440.0
 DEMO_SOURCE_SIZE = (256, 256)  # (H, W) of the synthetic source frames; the model crops the person
+PHOTO = Path(__file__).with_name("assets") / "photos" / "astronaut.jpg"  # NASA, public domain
+PHOTO_KEYPOINTS = PHOTO.with_name("astronaut_keypoints.json")  # mediapipe, detected on PHOTO
 
 
 @dataclass
@@ -30,6 +36,8 @@ class DemoResult:
     output: Path
     side_by_side: Path
     reference: Path
+    face_output: Path
+    face_side_by_side: Path
     frames: int
     fps: float  # video frame rate (the driving clip's)
     seconds: float  # wall time of the synthesis
@@ -37,7 +45,7 @@ class DemoResult:
     def summary(self) -> str:
         return (
             f"{self.frames} frames at {self.fps:g} fps in {self.seconds:.1f} s -> {self.output} "
-            f"(side by side: {self.side_by_side}; reference: {self.reference})"
+            f"(side by side: {self.side_by_side}; reference: {self.reference}); face: {self.face_output}"
         )
 
 
@@ -49,10 +57,15 @@ def reference_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_reference.png")
 
 
+def face_path(output: Path) -> Path:
+    return output.with_name(f"{output.stem}_face{output.suffix}")
+
+
 def run_demo(
     output: str | Path = "demo.mp4",
     *,
-    model: str | Path = "demo",
+    model: str | Path = "",
+    face_model: str | Path = "",
     device: str = "cpu",
     dtype: str = "fp32",
     frames: int = DEMO_FRAMES,
@@ -62,7 +75,8 @@ def run_demo(
     settings=None,
     on_frame=None,
 ) -> DemoResult:
-    """Make synthetic inputs, synthesize `output` and its side-by-side version, return a `DemoResult`.
+    """Run both demos: `output` (+ side by side, reference) for the body, `NAME_face.mp4` (+ side by side)
+    for the photo. `model` / `face_model`: empty = the models shipped for pose / face.
 
     `on_frame(done, total, frames_per_second)` is called after each synthesized frame (progress bars).
     """
@@ -70,6 +84,7 @@ def run_demo(
 
     from fewshotv2v.data.synthetic import MOTIONS, demo_pair
     from fewshotv2v.pipeline import Pipeline
+    from fewshotv2v.registry import model_for_mode
     from fewshotv2v.video import write_image, write_test_video
 
     output = Path(output)
@@ -79,7 +94,14 @@ def run_demo(
         raise InputError(f"unknown motion {motion!r}; choose one of {', '.join(MOTIONS)}")
     if frames < 2:
         raise InputError("the demo needs at least 2 frames")
-    targets = [output, side_by_side_path(output), reference_path(output)]
+    face_out = face_path(output)
+    targets = [
+        output,
+        side_by_side_path(output),
+        reference_path(output),
+        face_out,
+        side_by_side_path(face_out),
+    ]
     if not output.parent.is_dir():
         raise InputError(f"output folder does not exist: {output.parent}")
     if not overwrite:
@@ -87,7 +109,9 @@ def run_demo(
             if path.exists():
                 raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
 
-    pipe = Pipeline.from_pretrained(model, device=device, dtype=dtype, backend="none", settings=settings)
+    pipe = Pipeline.from_pretrained(
+        model_for_mode(str(model), "pose"), device=device, dtype=dtype, backend="none", settings=settings
+    )
     # Reference: identity 0 standing; driving: identity 1 performing `motion` (another body and clothes,
     # so the result shows the reference's appearance with the driver's motion).
     pair = demo_pair(0, 1, motion, frames, size=DEMO_SOURCE_SIZE, seed=seed)
@@ -106,12 +130,47 @@ def run_demo(
             overwrite=overwrite,
             on_frame=on_frame,
         )
-    write_image(reference_path(output), pair.ref_image)
+        write_image(reference_path(output), pair.ref_image)
+        face_pipe = Pipeline.from_pretrained(
+            model_for_mode(str(face_model), "face"),
+            device=device,
+            dtype=dtype,
+            backend="none",
+            settings=settings,
+        )
+        _face_demo(face_pipe, Path(tmp) / "face_driving.mp4", face_out, frames, overwrite, on_frame)
     return DemoResult(
         output=output,
         side_by_side=side_by_side_path(output),
         reference=reference_path(output),
+        face_output=face_out,
+        face_side_by_side=side_by_side_path(face_out),
         frames=result.frames,
         fps=result.video_fps,
         seconds=time.perf_counter() - t0,
+    )
+
+
+def _face_demo(pipe, drive: Path, output: Path, frames: int, overwrite: bool, on_frame) -> None:
+    """The packaged photo, animated by `semantics.face_motion`; the driving clip shows the edge maps."""
+    from fewshotv2v.inference.compose import label_to_image
+    from fewshotv2v.semantics.face_motion import animate_face
+    from fewshotv2v.semantics.keypoints import read_keypoints_json
+    from fewshotv2v.semantics.label_maps import build_label_map
+    from fewshotv2v.video import read_image, write_test_video
+
+    photo = read_image(PHOTO)
+    kps = read_keypoints_json(PHOTO_KEYPOINTS)[0]
+    pipe.set_references([photo], keypoints=[kps])
+    motion = animate_face(kps, frames, DEMO_FPS)
+    hw = photo.shape[:2]
+    edges = (label_to_image(build_label_map("face", k, hw, config=pipe.config)) for k in motion)
+    write_test_video(drive, edges, DEMO_FPS, tone_hz=DEMO_TONE_HZ)
+    pipe.synthesize(
+        drive=drive,
+        output=output,
+        side_by_side_output=side_by_side_path(output),
+        drive_keypoints=iter(motion),
+        overwrite=overwrite,
+        on_frame=on_frame,
     )

@@ -16,8 +16,12 @@ def demo(
         typer.Option("-o", "--output", help="Output video; a side-by-side version is written beside it."),
     ] = Path("demo.mp4"),
     model: Annotated[
-        str, typer.Option("--model", help="Model name or folder (the packaged demo model by default).")
-    ] = "demo",
+        str, typer.Option("--model", help="Pose model name or folder (default: the shipped pose model).")
+    ] = "",
+    face_model: Annotated[
+        str,
+        typer.Option("--face-model", help="Face model name or folder (default: the shipped face model)."),
+    ] = "",
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu, cuda (default: settings.device)")
     ] = None,
@@ -26,10 +30,11 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic people and motion.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
-    """Run the whole pipeline on synthetic inputs with the packaged demo model (no download).
+    """Run the whole pipeline with the models shipped in the package (no download).
 
-    Makes a synthetic reference person and a driving clip with audio, synthesizes the reference person
-    performing the clip's motion, and writes the video, a side-by-side version and the reference image.
+    Body: a synthetic reference person driven by a synthetic clip with audio (video, side by side,
+    reference image). Face: the packaged NASA astronaut photo animated by a talking, nodding, blinking
+    landmark motion (NAME_face.mp4 and its side by side).
     """
     from fewshotv2v.demo import run_demo
 
@@ -43,6 +48,7 @@ def demo(
         result = run_demo(
             output,
             model=model,
+            face_model=face_model,
             device=settings.device,
             dtype=settings.dtype,
             frames=frames,
@@ -55,4 +61,6 @@ def demo(
     typer.echo(f"video:        {result.output}")
     typer.echo(f"side by side: {result.side_by_side}")
     typer.echo(f"reference:    {result.reference}")
+    typer.echo(f"face:         {result.face_output}")
+    typer.echo(f"face, side by side: {result.face_side_by_side}")
     _common.info(f"{result.frames} frames at {result.fps:g} fps, {result.seconds:.1f} s")
