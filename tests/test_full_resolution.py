@@ -1,0 +1,279 @@
+"""SPEC §7 integration: config options, the warp composite, the generator with the prior, the no-weights
+`keypoint-warp` model and full-resolution framing through the `Pipeline` (synthetic people, exact
+keypoints, tiny configs)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fewshotv2v.config import ModelConfig
+from fewshotv2v.data.synthetic import Pose, make_identity, motion, render_person
+from fewshotv2v.errors import ConfigError, InputError
+from fewshotv2v.models.composite import fill_background, similarity_flow, warp_base
+from fewshotv2v.models.generator import Generator, keypoint_prior
+from fewshotv2v.models.keypoint_warp import KeypointWarp
+from fewshotv2v.models.profile import example_keypoints
+
+
+# ---- config ---------------------------------------------------------------------------------------------
+def test_prior_options_validate_and_round_trip():
+    cfg = ModelConfig.preset("tiny-prior")
+    assert (cfg.flow_prior, cfg.composite, cfg.architecture) == ("keypoints", "warp", "fsv2v")
+    assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ConfigError, match="flow_prior"):
+        ModelConfig.preset("tiny", flow_prior="dense")
+    with pytest.raises(ConfigError, match="street"):
+        ModelConfig.preset("tiny-street", flow_prior="keypoints")
+    with pytest.raises(ConfigError, match="keypoint-warp"):
+        ModelConfig.preset("tiny", architecture="keypoint-warp")
+
+
+def test_old_config_json_loads_unchanged():
+    """A config.json written before the options existed (the packaged demo model's) loads as before."""
+    from importlib.resources import files
+
+    data = json.loads((files("fewshotv2v") / "assets" / "demo" / "config.json").read_text())
+    assert "flow_prior" not in data
+    cfg = ModelConfig.from_dict(data)
+    assert (cfg.flow_prior, cfg.composite, cfg.architecture) == ("none", "none", "fsv2v")
+
+
+# ---- composite ------------------------------------------------------------------------------------------
+def test_fill_background_keeps_known_pixels_and_fills_the_hole_from_around_it():
+    image = torch.zeros(1, 3, 32, 32)
+    image[:, 0] = 0.5  # a flat red-ish background
+    image[:, :, 12:20, 12:20] = -1.0  # a dark "person"
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[:, :, 12:20, 12:20] = 1.0
+    filled = fill_background(image, mask, dilate=1)
+    outside = _dilated(mask, 1) < 0.5
+    assert torch.allclose(filled[:, :, outside[0, 0]], image[:, :, outside[0, 0]], atol=1e-5)
+    assert torch.allclose(filled[:, :, 14:18, 14:18], image[:, :, :1, :1].expand(1, 3, 4, 4), atol=0.05)
+
+
+def _dilated(mask, r):
+    return torch.nn.functional.max_pool2d(mask, 2 * r + 1, stride=1, padding=r)
+
+
+def test_similarity_flow_is_the_camera_map():
+    t = torch.tensor([[1.0, 3.0, -2.0], [0.5, 0.0, 0.0]])
+    flow = similarity_flow(t, (8, 6))
+    assert torch.allclose(flow[0, 0], torch.full((8, 6), 3.0)) and torch.allclose(
+        flow[0, 1], torch.full((8, 6), -2.0)
+    )
+    assert flow[1, 0, 0, 4] == pytest.approx(0.5 * 4 - 4) and flow[1, 1, 6, 0] == pytest.approx(0.5 * 6 - 6)
+
+
+def test_warp_base_shows_the_background_where_the_person_left():
+    ref = torch.ones(1, 3, 16, 16)
+    person = torch.zeros(1, 1, 16, 16)
+    person[..., :, :8] = 1.0  # the person on the left half
+    background = -torch.ones(1, 3, 16, 16)
+    flow = torch.zeros(1, 2, 16, 16)
+    flow[:, 0, :, 8:] = -8.0  # the right half samples the person: it moved right...
+    flow[:, 0, :, :8] = 8.0  # ...and the left half samples the empty right half
+    base, person_t = warp_base(ref, flow, person, background)
+    assert torch.allclose(base[..., 10:], ref[..., 10:]) and torch.allclose(
+        base[..., :6], background[..., :6]
+    )
+    assert person_t[..., 10:].min() > 0.999 and person_t[..., :6].max() < 1e-3
+
+
+# ---- generator and keypoint-warp ------------------------------------------------------------------------
+def _inputs(cfg, k=1):
+    h, w, c = cfg.height, cfg.width, cfg.label_nc
+    g = torch.Generator().manual_seed(0)
+    ref_kps = torch.cat([example_keypoints(cfg, i) for i in range(k)])[None]  # (1, K, 137, 3)
+    return (
+        torch.rand(1, k, 3, h, w, generator=g) * 2 - 1,
+        torch.rand(1, k, c, h, w, generator=g),
+        ref_kps,
+        torch.rand(1, c, h, w, generator=g),
+        example_keypoints(cfg, 6),
+    )
+
+
+@pytest.mark.parametrize("preset", ["tiny-prior", "tiny-face-prior"])
+def test_untrained_w_returns_the_prior_and_the_mask_trusts_the_warp(preset, one_thread):
+    cfg = ModelConfig.preset(preset)
+    gen = Generator(cfg).eval()
+    images, labels, ref_kps, label, kps = _inputs(cfg)
+    transform = torch.tensor([[[1.0, 2.0, -1.0]]])
+    with torch.no_grad():
+        out = gen(
+            label, gen.encode_references(images, labels, ref_kps), keypoints=kps, ref_transform=transform
+        )
+    prior = keypoint_prior(cfg, ref_kps[:, 0], kps, transform[:, 0])
+    assert prior.abs().max() > 1  # the person moved
+    assert torch.allclose(out.flow_ref, prior, atol=1e-5)
+    assert torch.allclose(1 - out.mask_ref, torch.full_like(out.mask_ref, 0.9526), atol=1e-3)
+    expected = 0.9526 * out.warped_ref + (1 - 0.9526) * out.raw_image
+    assert torch.allclose(out.image, expected, atol=2e-3)
+
+
+def test_prior_models_need_keypoints():
+    cfg = ModelConfig.preset("tiny-prior")
+    gen = Generator(cfg).eval()
+    images, labels, ref_kps, label, kps = _inputs(cfg)
+    with pytest.raises(InputError, match="keypoints"):
+        gen.encode_references(images, labels)
+    refs = gen.encode_references(images, labels, ref_kps)
+    with pytest.raises(InputError, match="keypoints"):
+        gen(label, refs)
+
+
+def test_keypoint_warp_is_the_prior_warp_with_no_weights(tmp_path):
+    from fewshotv2v.models.io import WEIGHTS_NAME, load_pretrained, save_pretrained
+
+    cfg = ModelConfig.preset("tiny-prior", architecture="keypoint-warp")
+    model = KeypointWarp(cfg)
+    assert list(model.parameters()) == []
+    images, labels, ref_kps, label, kps = _inputs(cfg, k=2)
+    out = model(label, model.encode_references(images, labels, ref_kps), keypoints=kps)
+    person = labels[:, 0, 3:4]
+    flow = keypoint_prior(cfg, ref_kps[:, 0], kps)
+    background = fill_background(images[:, 0], person)
+    assert torch.allclose(out.image, warp_base(images[:, 0], flow, person, background)[0], atol=1e-5)
+    save_pretrained(tmp_path / "kw", model)
+    assert not (tmp_path / "kw" / WEIGHTS_NAME).exists()
+    loaded, _ = load_pretrained(tmp_path / "kw")
+    assert isinstance(loaded, KeypointWarp)
+
+
+def test_packaged_keypoint_warp_resolves_per_mode():
+    from fewshotv2v.hub import resolve_model
+    from fewshotv2v.models.io import read_config
+    from fewshotv2v.registry import DEFAULT_MODELS, model_for_mode
+
+    assert model_for_mode("keypoint-warp", "face") == "keypoint-warp-face"
+    assert model_for_mode("keypoint-warp", "pose") == "keypoint-warp"
+    assert model_for_mode("", "face") == DEFAULT_MODELS["face"] and model_for_mode(None, None) == DEFAULT_MODELS["pose"]
+    assert read_config(resolve_model("keypoint-warp-face")).mode == "face"
+
+
+# ---- crops: camera map between two boxes ------------------------------------------------------------------
+@pytest.mark.parametrize("flip", [False, True])
+def test_box_transform_maps_crop_pixels_of_one_scene(flip):
+    from fewshotv2v.data.augment import flip_keypoints
+    from fewshotv2v.semantics.crops import box_transform, transform_keypoints
+
+    out_hw = (64, 32)
+    target, ref = np.array([10, 20, 42, 84.0]), np.array([4, 30, 52, 126.0])
+    point = np.zeros((137, 3), np.float32)
+    point[0] = (30.0, 50.0, 1.0)  # one scene point in frame pixels
+    in_t, in_r = transform_keypoints(point, target, out_hw), transform_keypoints(point, ref, out_hw)
+    if flip:
+        in_t, in_r = flip_keypoints(in_t, out_hw[1]), flip_keypoints(in_r, out_hw[1])
+    a, cx, cy = box_transform(target, ref, out_hw, flip=flip)
+    assert a * in_t[0, 0] + cx == pytest.approx(in_r[0, 0], abs=1e-4)
+    assert a * in_t[0, 1] + cy == pytest.approx(in_r[0, 1], abs=1e-4)
+
+
+# ---- full-resolution pipeline -----------------------------------------------------------------------------
+def _photo(size=(192, 160), pose=None, identity=0):
+    image, kps, mask = render_person(make_identity(identity), pose or Pose(), size)
+    return image, kps, mask
+
+
+def _pipeline(name="keypoint-warp", **kw):
+    from fewshotv2v.hub import resolve_model
+    from fewshotv2v.models.io import load_pretrained
+    from fewshotv2v.pipeline import Pipeline
+
+    model, _ = load_pretrained(resolve_model(name))
+    return Pipeline(model, backend="none", device="cpu", **kw)
+
+
+def test_output_is_the_photo_at_its_own_resolution_and_the_same_pose_gives_the_photo_back(one_thread):
+    image, kps, mask = _photo()
+    pipe = _pipeline()
+    pipe.set_references([image], keypoints=[kps], masks=[mask])
+    assert pipe.output_size == image.shape[:2]
+    frames = list(pipe.stream([image] * 2, keypoints=[kps, kps]))
+    assert frames[0].shape == image.shape
+    err = np.abs(frames[1].astype(np.float32) - image).mean()
+    assert err < 4.0, err  # identical keypoints: the photo comes back (up to the resampling)
+
+
+def test_size_caps_the_long_side_and_huge_sizes_are_refused():
+    image, kps, mask = _photo((192, 160))
+    pipe = _pipeline(size=96)
+    pipe.set_references([image], keypoints=[kps], masks=[mask])
+    assert pipe.output_size == (96, 80)
+    with pytest.raises(InputError, match="size"):
+        _pipeline(size=100_000)
+
+
+def test_a_driver_walking_across_stays_inside_the_canvas_and_keep_centered_stays_put(one_thread):
+    from fewshotv2v.inference.framing import keep_inside
+
+    image, kps, mask = _photo((160, 160))
+    drive = []
+    for step in range(6):  # walks right, far past the frame edge
+        k = kps.copy()
+        k[:, 0] += np.where(k[:, 2] > 0, 40.0 * step, 0.0)
+        drive.append(k)
+    for keep_centered in (False, True):
+        pipe = _pipeline(keep_centered=keep_centered)
+        pipe.set_references([image], keypoints=[kps], masks=[mask])
+        composer = pipe._composer
+        composer.retarget.reset()
+        boxes = [composer.target(k, None).box for k in drive]
+        xs = [b[0] for b in boxes]
+        if keep_centered:
+            assert max(xs) - min(xs) <= 1
+        else:
+            assert xs[1] > xs[0] and xs[-1] == xs[-2]  # followed, then held at the edge
+        kc, _ = keep_inside(composer.retarget(drive[-1]), composer.canvas_hw)
+        assert kc[kc[:, 2] > 0, 0].max() <= 160
+    assert pipe.last_stats.frames_empty == 0
+
+
+def test_synthesize_keeps_frame_count_and_writes_the_photo_resolution(tmp_path, one_thread):
+    from fewshotv2v.video import probe
+
+    image, kps, mask = _photo((128, 96))
+    poses = motion("wave", 6, seed=0)
+    drive = [render_person(make_identity(1), p, (128, 96)) for p in poses]
+    pipe = _pipeline()
+    result = pipe.synthesize(
+        ref=[image], ref_keypoints=[kps], drive=[d[0] for d in drive],
+        drive_keypoints=[d[1] for d in drive], output=tmp_path / "out.mp4",
+    )  # fmt: skip
+    info = probe(tmp_path / "out.mp4")
+    assert result.frames == 6 and info.num_frames == 6 and (info.height, info.width) == (128, 96)
+
+
+def test_face_result_is_pasted_back_into_the_whole_photo(one_thread):
+    from fewshotv2v.semantics.face_motion import animate_face
+
+    image, kps, _ = render_person(make_identity(2), Pose(), (160, 160), framing="face")
+    pipe = _pipeline("keypoint-warp-face")
+    pipe.set_references([image], keypoints=[kps])
+    moving = animate_face(kps, 8, 25.0, tilt_deg=10)
+    frames = list(pipe.stream([image] * 8, keypoints=list(moving)))
+    assert frames[0].shape == image.shape
+    box = pipe.references[0].box.astype(int)
+    outside = np.ones(image.shape[:2], bool)
+    outside[max(0, box[1]) : box[3], max(0, box[0]) : box[2]] = False
+    changed = [np.abs(f.astype(int) - image)[~outside].mean() for f in frames]
+    assert max(changed) > 2  # the face moved
+    for f in frames:  # outside the face box the photo is untouched
+        assert np.abs(f.astype(int) - image)[outside].max() <= 2
+
+
+def test_animate_face_opens_the_mouth_and_blinks():
+    from fewshotv2v.semantics.face_motion import animate_face
+    from fewshotv2v.semantics.keypoints import FACE
+
+    _, kps, _ = render_person(make_identity(2), Pose(), (160, 160), framing="face")
+    seq = animate_face(kps, 50, 25.0)
+    face = seq[:, FACE]
+    mouth = face[:, 57, 1] - face[:, 51, 1]
+    assert seq.shape == (50, 137, 3) and mouth.max() - mouth.min() > 1.0
+    lid = np.linalg.norm(face[:, 37, :2] - face[:, 41, :2], axis=1)
+    assert lid.min() < 0.5 * lid.max()
