@@ -134,10 +134,11 @@ def test_keypoint_warp_is_the_prior_warp_with_no_weights(tmp_path):
     assert list(model.parameters()) == []
     images, labels, ref_kps, label, kps = _inputs(cfg, k=2)
     out = model(label, model.encode_references(images, labels, ref_kps), keypoints=kps)
-    person = labels[:, 0, 3:4]
-    flow = keypoint_prior(cfg, ref_kps[:, 0], kps)
-    background = fill_background(images[:, 0], person)
-    assert torch.allclose(out.image, warp_base(images[:, 0], flow, person, background)[0], atol=1e-5)
+    r = int(out.ref_index[0])
+    person = labels[:, r, 3:4]
+    flow = keypoint_prior(cfg, ref_kps[:, r], kps)
+    background = fill_background(images[:, r], person)
+    assert torch.allclose(out.image, warp_base(images[:, r], flow, person, background)[0], atol=1e-5)
     save_pretrained(tmp_path / "kw", model)
     assert not (tmp_path / "kw" / WEIGHTS_NAME).exists()
     loaded, _ = load_pretrained(tmp_path / "kw")
@@ -277,3 +278,13 @@ def test_animate_face_opens_the_mouth_and_blinks():
     assert seq.shape == (50, 137, 3) and mouth.max() - mouth.min() > 1.0
     lid = np.linalg.norm(face[:, 37, :2] - face[:, 41, :2], axis=1)
     assert lid.min() < 0.5 * lid.max()
+
+
+def test_keypoint_warp_picks_the_reference_in_the_closest_pose():
+    from fewshotv2v.models.keypoint_warp import closest_reference
+
+    cfg = ModelConfig.preset("tiny-prior")
+    poses = torch.cat([example_keypoints(cfg, i) for i in (0, 9, 18)])  # (3, 137, 3) different poses
+    target = poses[1].clone()
+    target[:, :2] += torch.tensor([5.0, -3.0])  # same pose elsewhere in the crop
+    assert int(closest_reference(poses[None], target[None])[0]) == 1

@@ -1,6 +1,7 @@
 """`keypoint-warp`: the no-network baseline of SPEC §7 (a model with no weights).
 
-Each frame is the reference warped by the keypoint flow prior (`models.prior`) over the reference's filled
+Each frame is the reference (with K > 1: the one whose pose is closest to the target's) warped by the
+keypoint flow prior (`models.prior`) over the reference's filled
 background, with the composite mask fixed to the warped person mask (`models.composite`): what the prior
 alone achieves. Every trained model must beat it on the same inputs, and it needs no download. It has the
 `Generator` interface the pipeline, the evaluation and `fsv2v info` use (`encode_references`, `forward`
@@ -21,6 +22,24 @@ from fewshotv2v.models.generator import (
     reference_backgrounds,
     warp_reference,
 )
+
+
+def closest_reference(ref_kps: torch.Tensor, kps: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:
+    """(B,) index of the reference whose body pose is closest to the target's: mean distance of the
+    BODY_25 joints present in both, each skeleton centred on its joints' mean (position does not count).
+
+    ref_kps (B, K, 137, 3), kps (B, 137, 3). A reference sharing no joint with the target scores last."""
+    ref_body, body = ref_kps[..., :25, :], kps[:, None, :25, :]  # (B, K, 25, 3), (B, 1, 25, 3)
+    both = ((ref_body[..., 2] >= threshold) & (body[..., 2] >= threshold)).float()  # (B, K, 25)
+    count = both.sum(-1, keepdim=True).clamp_min(1)
+
+    def centred(points):
+        mean = (points[..., :2] * both[..., None]).sum(-2, keepdim=True) / count[..., None]
+        return points[..., :2] - mean
+
+    dist = ((centred(ref_body) - centred(body)).norm(dim=-1) * both).sum(-1) / count[..., 0]
+    dist = torch.where(both.sum(-1) > 0, dist, torch.full_like(dist, float("inf")))
+    return dist.argmin(dim=1)
 
 
 class KeypointWarp(nn.Module):
@@ -51,7 +70,7 @@ class KeypointWarp(nn.Module):
             raise InputError("keypoint-warp needs the target keypoints (keypoints=)")
         b = label.shape[0]
         rows = torch.arange(b, device=label.device)
-        ref_index = torch.zeros(b, dtype=torch.long, device=label.device)  # K > 1: the first reference
+        ref_index = closest_reference(refs.ref_keypoints, keypoints)  # K > 1: the most similar pose
         transform = ref_transform[rows, ref_index] if ref_transform is not None else None
         flow = keypoint_prior(self.config, refs.ref_keypoints[rows, ref_index], keypoints, transform)
         image = warp_reference(self.config, refs, rows, ref_index, flow, transform)
