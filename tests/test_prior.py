@@ -325,6 +325,21 @@ def test_all_missing_and_degenerate_keypoints_are_safe():
     assert torch.isfinite(face_prior_flow(ref, drive, POSE_HW)).all()
 
 
+def test_differentiable_with_respect_to_the_keypoints():
+    """No in-place writes and no sqrt / norm at 0 without care: finite gradients, even for a zero-length
+    bone (elbow on the wrist) and a pixel exactly on a joint."""
+    _, ref, mask = _person()
+    drive = _rotate_about(ref, _forearm_and_hand(), ref[kp.R_ELBOW, :2], 0.4)
+    drive[kp.L_WRIST, :2] = drive[kp.L_ELBOW, :2]
+    drive[kp.NECK, :2] = drive[kp.NECK, :2].round()
+    ref.requires_grad_(True)
+    drive.requires_grad_(True)
+    flow, coverage = pose_prior_flow(ref, drive, POSE_HW, ref_mask=mask)
+    (flow.square().mean() + coverage.mean() + face_prior_flow(ref, drive, POSE_HW).square().mean()).backward()
+    assert torch.isfinite(ref.grad).all() and torch.isfinite(drive.grad).all()
+    assert ref.grad[kp.R_WRIST, :2].abs().sum() > 0  # the bent forearm's flow depends on its keypoints
+
+
 # ------------------------------------------------------------------------------- masks and dispatch
 def test_limb_radius_is_measured_in_the_reference_mask():
     identity = syn.make_identity(3)

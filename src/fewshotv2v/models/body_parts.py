@@ -114,9 +114,9 @@ def part_distance(xy: Tensor, valid: Tensor, tab: dict[str, Tensor], x: Tensor, 
         dy = yy - p0[..., 1, None, None]  # (B, S, R, 1)
         u = dx * ex + dy * ey  # (B, S, R, W): coordinate along the bone, 0 at p0, length at p1
         v = dy * ex - dx * ey  # across the bone
-        d2 = (u - torch.minimum(u.clamp(min=0), length)).square_() + v.square_()  # (beyond the ends)^2 + v^2
+        d2 = (u - torch.minimum(u.clamp(min=0), length)).square() + v.square()  # (beyond the ends)^2 + v^2
         part = d2.new_full((b, len(PARTS), *d2.shape[2:]), FAR**2)
-        part = part.scatter_reduce(1, index.expand_as(d2), d2, "amin").sqrt()  # (B, P, R, W)
+        part = (part.scatter_reduce(1, index.expand_as(d2), d2, "amin") + 1e-12).sqrt()  # (B, P, R, W)
         part = torch.where(part_ok, part, FAR)
         # even-odd rule against the 4 edges of the torso quadrilateral
         qa, qb = quad[..., None, None, :], quad.roll(-1, 1)[..., None, None, :]  # (B, 4, 1, 1, 2)
@@ -124,8 +124,7 @@ def part_distance(xy: Tensor, valid: Tensor, tab: dict[str, Tensor], x: Tensor, 
         dqy = qb[..., 1] - qa[..., 1]
         x_cross = qa[..., 0] + (yy - qa[..., 1]) * (qb[..., 0] - qa[..., 0]) / torch.where(dqy == 0, 1.0, dqy)
         inside = ((crosses & (x < x_cross)).sum(1) % 2 == 1) & quad_ok[:, None, None]  # (B, R, W)
-        part[:, 0] = torch.where(inside, 0.0, part[:, 0])
-        out.append(part)
+        out.append(torch.cat([torch.where(inside, 0.0, part[:, 0])[:, None], part[:, 1:]], 1))
     return torch.cat(out, 2)
 
 

@@ -127,7 +127,7 @@ def _affine_flow(coef: Tensor, h: int, w: int) -> Tensor:
 def _tps_kernel(r2: Tensor) -> Tensor:
     """TPS radial basis U = r^2 log r^2 (0 at r = 0; r2 >= 0 up to rounding)."""
     r2 = r2.clamp(min=1e-12)
-    return r2.mul_(torch.log(r2))
+    return r2 * torch.log(r2)
 
 
 def _border_anchors(h: int, w: int, per_side: int = 4) -> Tensor:
@@ -258,9 +258,10 @@ def pose_prior_flow(
     a, t, ok = _similarity(drive_xy[:, None].expand(-1, len(parts.PARTS), -1, -1), ref_xy[:, None], weight)
     body = both[:, kp.BODY]
     root_a, root_t, _ = _similarity(drive_xy[:, kp.BODY], ref_xy[:, kp.BODY], body)
-    a[:, 0] = torch.where(ok[:, :1], a[:, 0], root_a)
-    t[:, 0] = torch.where(ok[:, :1], t[:, 0], root_t)
-    ok[:, 0] = True
+    # (no in-place writes: the prior stays differentiable with respect to the keypoints)
+    a = torch.cat([torch.where(ok[:, :1], a[:, 0], root_a)[:, None], a[:, 1:]], 1)
+    t = torch.cat([torch.where(ok[:, :1], t[:, 0], root_t)[:, None], t[:, 1:]], 1)
+    ok = torch.cat([torch.ones_like(ok[:, :1]), ok[:, 1:]], 1)
     for _ in range(parts.DEPTH):
         a = torch.where(ok[..., None], a, a[:, tab["parent"]])
         t = torch.where(ok[..., None], t, t[:, tab["parent"]])
