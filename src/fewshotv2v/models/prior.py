@@ -21,6 +21,7 @@ from torch import Tensor
 
 from fewshotv2v.errors import ConfigError, InputError
 from fewshotv2v.models import body_parts as parts
+from fewshotv2v.models.flow import warp
 from fewshotv2v.semantics import keypoints as kp
 
 _FALLOFF = 0.5  # the flow: 1 up to a part's radius r, then a Gaussian fall-off of sigma _FALLOFF * r
@@ -236,13 +237,12 @@ def pose_prior_flow(
       0.5 at the limb's edge (the composite mask of the no-network baseline); the edge is at least half a
       sample wide.
 
-    r_i = a fraction (listed in `PARTS`) of the driving person's height (`body_parts.person_size`); with
-    ``ref_mask`` (B, 1, H, W) in [0, 1] (also (H, W) or (B, H, W), resized to ``size`` if needed) the
-    arm and leg radii are measured in the reference mask instead
-    (`body_parts.mask_radius`) and mapped to the target by the part's scale (radius = the limb's half-width).
-    Weights and coverage are smooth: they are evaluated every ``stride`` pixels (default: about 256
-    samples along the longer side)
-    and upsampled, the blended similarity is then applied at every pixel.
+    r_i = a fraction (listed in `PARTS`) of the driving person's height (`body_parts.person_size`): the
+    limb's half-width. With ``ref_mask`` (B, 1, H, W) in [0, 1] (also (H, W) or (B, H, W); resized to
+    ``size`` if needed) the arm and leg radii are measured in the reference mask instead
+    (`body_parts.mask_radius`) and mapped to the target by the part's scale. Weights and coverage are
+    smooth: they are evaluated every ``stride`` pixels (default: about 256 samples along the longer side)
+    and upsampled; the blended similarity is then applied at every pixel.
     """
     ref = _as_batch(ref_kps, "ref_kps")
     drive = _as_batch(drive_kps, "drive_kps").to(ref.device)
@@ -305,8 +305,6 @@ def prior_flow(mode: str, ref_kps, drive_kps, size: tuple[int, int], **kw) -> tu
         return pose_prior_flow(ref_kps, drive_kps, size, **kw)
     if mode != "face":
         raise ConfigError(f"no keypoint flow prior for mode {mode!r} (use pose or face)")
-    from fewshotv2v.models.flow import warp
-
     ref_mask = kw.pop("ref_mask", None)
     flow = face_prior_flow(ref_kps, drive_kps, size, **kw)
     threshold = kw.get("threshold", 0.1)
