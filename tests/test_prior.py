@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from fewshotv2v.data import synthetic as syn
 from fewshotv2v.errors import ConfigError, InputError
-from fewshotv2v.models import prior
+from fewshotv2v.models import body_parts, prior
 from fewshotv2v.models.flow import warp
 from fewshotv2v.models.prior import face_prior_flow, pose_prior_flow, prior_flow
 from fewshotv2v.semantics import keypoints as kp
@@ -325,14 +325,29 @@ def test_all_missing_and_degenerate_keypoints_are_safe():
     assert torch.isfinite(face_prior_flow(ref, drive, POSE_HW)).all()
 
 
+def test_differentiable_with_respect_to_the_keypoints():
+    """No in-place writes and no sqrt / norm at 0 without care: finite gradients, even for a zero-length
+    bone (elbow on the wrist) and a pixel exactly on a joint."""
+    _, ref, mask = _person()
+    drive = _rotate_about(ref, _forearm_and_hand(), ref[kp.R_ELBOW, :2], 0.4)
+    drive[kp.L_WRIST, :2] = drive[kp.L_ELBOW, :2]
+    drive[kp.NECK, :2] = drive[kp.NECK, :2].round()
+    ref.requires_grad_(True)
+    drive.requires_grad_(True)
+    flow, coverage = pose_prior_flow(ref, drive, POSE_HW, ref_mask=mask)
+    (flow.square().mean() + coverage.mean() + face_prior_flow(ref, drive, POSE_HW).square().mean()).backward()
+    assert torch.isfinite(ref.grad).all() and torch.isfinite(drive.grad).all()
+    assert ref.grad[kp.R_WRIST, :2].abs().sum() > 0  # the bent forearm's flow depends on its keypoints
+
+
 # ------------------------------------------------------------------------------- masks and dispatch
 def test_limb_radius_is_measured_in_the_reference_mask():
     identity = syn.make_identity(3)
     _, ref, mask = _person(size=(512, 256))
-    tab = prior._tables("cpu")
+    tab = body_parts.tables("cpu")
     xy, ok = prior._split(ref[None], 0.05)
     default = (tab["radius"][tab["limbs"]] * identity.height * 512)[None]  # as pose_prior_flow, (1, 8)
-    radius = prior._mask_radius(mask[None, None], xy, ok, default, tab)[0]
+    radius = body_parts.mask_radius(mask[None, None], xy, ok, default, tab)[0]
     s = identity.height * 512 * identity.girth  # painted capsule radii (`synthetic._BODY`) in pixels
     painted = torch.tensor([0.028, 0.022, 0.028, 0.022, 0.045, 0.034, 0.045, 0.034]) * s
     assert ((radius - painted).abs() / painted).max() < 0.35
@@ -380,9 +395,9 @@ def test_prior_on_cuda_matches_cpu():
 
 def test_parts_table_is_consistent():
     """Every part's parent precedes it, and its segments use its own or neighbouring joints."""
-    for i, (_, parent, members, segments, radius) in enumerate(prior.PARTS):
+    for i, (_, parent, members, segments, radius) in enumerate(body_parts.PARTS):
         assert parent < i and 0 < radius < 0.1
         assert all(a in members or b in members for a, b in segments)
     assert (
-        np.unique([m for p in prior.PARTS for m in p[2]]).size == kp.NUM_KEYPOINTS
+        np.unique([m for p in body_parts.PARTS for m in p[2]]).size == kp.NUM_KEYPOINTS
     )  # every keypoint drives a part
