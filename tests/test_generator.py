@@ -218,3 +218,39 @@ def test_label_shape_check_and_prev_combine_init():
     model.init_prev_combine_from_ref()
     for a, b in zip(model.combine_ref.parameters(), model.combine_prev.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_warp_under_bf16_matches_fp32_at_512x256():
+    """The sampling grid is fp32 whatever the flow's dtype: a bf16 grid is ~1 px off at x ~ 500."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 512, 256, generator=g)
+    flow = torch.zeros(1, 2, 512, 256)
+    # identity: a bf16 flow of zeros (what W returns under bf16 autocast) gives the image back (up to
+    # the fp32 rounding of normalising the grid; a bf16 grid is off by up to 1 on this [0, 1] image)
+    torch.testing.assert_close(warp(image, flow.bfloat16()), image, atol=1e-4, rtol=0)
+    # whole-frame shift by amounts exact in bf16, and a smooth sub-pixel field, bf16 vs fp32 flow
+    flow[:, 0], flow[:, 1] = 1.5, -0.75
+    flow += torch.linspace(-2, 2, 256).expand(512, 256)
+    flow = flow.bfloat16().float()  # same values in both runs: only the grid's precision differs
+    expected = warp(image, flow)
+    torch.testing.assert_close(warp(image, flow.bfloat16()), expected, atol=1e-5, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(warp(image, flow.bfloat16()), expected, atol=1e-5, rtol=0)
+    # a bf16 image comes back bf16, within bf16 rounding of the fp32 result
+    out = warp(image.bfloat16(), flow.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, atol=4e-3, rtol=0)
+
+
+def test_generator_warp_under_bf16_autocast_at_512x256(one_thread):
+    """Inside the whole generator under bf16 autocast, the warped reference is the fp32 warp of the
+    reference by the flow W predicted (W itself runs in bf16; the warp must add no error)."""
+    config = ModelConfig.preset("tiny", height=512, width=256)
+    model = Generator(config).eval()
+    x = _inputs(config, b=1, k=1)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        refs = model.encode_references(x["ref_images"], x["ref_labels"])
+        out = model(x["label"], refs)
+    assert out.image.shape == (1, 3, 512, 256) and torch.isfinite(out.image).all()
+    expected = warp(x["ref_images"][:, 0], out.flow_ref.float())
+    torch.testing.assert_close(out.warped_ref.float(), expected, atol=1e-5, rtol=0)
