@@ -276,3 +276,50 @@ def test_temporal_stage_copies_ref_unet_into_prev(pose_data, tmp_path):
     t.train_step(batch)  # first temporal step: copied once
     t.train_step(batch)
     assert copied == [True] and t.prev_initialised
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_temporal_stage_copies_ref_unet_into_the_ema_prev_unet_too(pose_data, tmp_path):
+    """The EMA copy (what checkpoints save) gets the copy as well: at the first EMA update of the
+    temporal stage its prev UNet starts from its ref UNet, not from the prev UNet's random init."""
+    t = make_trainer(pose_data, tmp_path / "p", single_frame_steps=1)
+    ema, seen = t.ema, []
+    original = ema.update
+
+    def spy(model):
+        seen.append(_same(ema.module.combine_ref, ema.module.combine_prev))
+        original(model)
+
+    ema.update = spy
+    batch = next(iter(_loader(t)))
+    t.train_step(batch)  # single-frame stage (T = 1): one G step, prev UNet untouched
+    assert seen == [False]
+    t.train_step(batch)  # first temporal step: copied in both before the first update
+    assert seen[1] is True
+
+
+def test_init_from_a_single_frame_model_still_copies_the_prev_unet(pose_data, tmp_path):
+    """`--init` keeps a pretrained prev UNet, but a model saved before the temporal stage never had one."""
+    early = make_trainer(pose_data, tmp_path / "early", steps=1, single_frame_steps=5)
+    folder = early.fit().checkpoint
+    t = make_trainer(pose_data, tmp_path / "t", single_frame_steps=0)
+    t._load_init(folder)
+    assert not t.prev_initialised
+    t.ema.copy_from(t.generator)
+    t.train_step(next(iter(_loader(t))))
+    assert t.prev_initialised
+    # a folder from before the flag existed: its prev UNet is kept, as before
+    from safetensors.torch import load_file, save_file
+
+    from fewshotv2v.models.io import WEIGHTS_NAME, read_metadata
+
+    meta = read_metadata(folder)
+    del meta["prev_initialised"]
+    save_file(load_file(folder / WEIGHTS_NAME), folder / WEIGHTS_NAME, metadata=meta)
+    old = make_trainer(pose_data, tmp_path / "old")
+    old._load_init(folder)
+    assert old.prev_initialised

@@ -181,14 +181,23 @@ class Trainer:
     # ---- loading ------------------------------------------------------------------------------------
     def _load_init(self, folder: Path) -> None:
         """Finetune: start G (and D when the folder has it) from a pretrained model folder."""
-        from fewshotv2v.models.io import D_WEIGHTS_NAME, WEIGHTS_NAME, load_weights, read_config
+        from fewshotv2v.models.io import (
+            D_WEIGHTS_NAME,
+            WEIGHTS_NAME,
+            load_weights,
+            read_config,
+            read_metadata,
+        )
 
         if read_config(folder).to_dict() != self.mcfg.to_dict():
             raise ConfigError(f"--init model {folder} has a different architecture than the training config")
         load_weights(self.generator, folder / WEIGHTS_NAME)
         if (folder / D_WEIGHTS_NAME).is_file():
             load_weights(self.discriminators, folder / D_WEIGHTS_NAME)
-        self.prev_initialised = True  # a pretrained prev-warp UNet must not be overwritten
+        # A pretrained prev-warp UNet must not be overwritten, but one that never left the single-frame
+        # stage is still its random init and gets the copy. Folders saved before this flag existed (or
+        # by other code) cannot tell: they keep their prev UNet as before.
+        self.prev_initialised = read_metadata(folder).get("prev_initialised", "True") != "False"
 
     def _load_checkpoint(self, folder: Path) -> None:
         from fewshotv2v.models.io import D_WEIGHTS_NAME, WEIGHTS_NAME, load_weights
@@ -219,12 +228,11 @@ class Trainer:
 
     # ---- schedule helpers ------------------------------------------------------------------------
     def _init_prev_from_ref(self) -> None:
-        """Start of the temporal stage: the prev-warp UNet starts as a copy of the reference one."""
-        g = self.generator
-        if hasattr(g, "init_prev_combine_from_ref"):
+        """Start of the temporal stage: the prev-warp UNet starts as a copy of the reference one, in the
+        raw generator and in the EMA copy (which is what gets saved; left alone it would keep averaging
+        toward the prev UNet's random init)."""
+        for g in (self.generator, self.ema.module):
             g.init_prev_combine_from_ref()
-        elif hasattr(g, "combine_prev") and hasattr(g, "combine_ref"):
-            g.combine_prev.load_state_dict(g.combine_ref.state_dict())
         self.prev_initialised = True
 
     def _draw_k(self, step: int) -> int:
@@ -341,7 +349,7 @@ class Trainer:
         from fewshotv2v.models.io import save_pretrained
 
         def write(folder: Path) -> None:
-            meta = {"step": self.step, "ema": True}
+            meta = {"step": self.step, "ema": True, "prev_initialised": self.prev_initialised}
             save_pretrained(folder, self.ema.module, discriminators=self.discriminators, metadata=meta)
             # the raw generator, as save_pretrained stores weights: detached, contiguous CPU copies
             raw = {k: v.detach().cpu().contiguous().clone() for k, v in self.generator.state_dict().items()}
