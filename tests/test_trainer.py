@@ -323,3 +323,17 @@ def test_init_from_a_single_frame_model_still_copies_the_prev_unet(pose_data, tm
     old = make_trainer(pose_data, tmp_path / "old")
     old._load_init(folder)
     assert old.prev_initialised
+
+
+@pytest.mark.parametrize(
+    "term, key", [("g_fm", "w_feature_matching"), ("g_warp", "w_warp"), ("g_face", "w_face")]
+)
+def test_trainer_reads_the_loss_weights(pose_data, tmp_path, term, key):
+    """All weights 0 but one: the G total the step optimised is exactly that term times its weight."""
+    zero = {f"w_{name}": 0.0 for name in ("gan", "feature_matching", "perceptual", "warp", "mask", "face")}
+    tcfg = TrainConfig(steps=1, batch_size=2, perceptual="none", workers=0).replace(**{**zero, key: 3.0})
+    t = make_trainer(pose_data, tmp_path / "w", loss_weights=tcfg.loss_weights)
+    assert t.loss_weights == tcfg.loss_weights
+    res = t.train_step(next(iter(_loader(t))))
+    assert res.losses[term] > 0
+    assert res.losses["g_total"] == pytest.approx(3.0 * res.losses[term], rel=1e-5)

@@ -169,14 +169,7 @@ class Trainer:
             self.d_step = DDP(self.d_step, device_ids=ids, find_unused_parameters=unused_d)
         self.checkpoints = ckpt.CheckpointManager(self.run_dir, train_config.keep_last)
         self.log = LossLog(self.run_dir / "log.jsonl")
-        self.loss_weights = {
-            "gan": train_config.w_gan,
-            "feature_matching": train_config.w_feature_matching,
-            "perceptual": train_config.w_perceptual,
-            "warp": train_config.w_warp,
-            "mask": train_config.w_mask,
-            "face": train_config.w_face,
-        }
+        self.loss_weights = train_config.loss_weights  # what `generator_losses` weights its terms with
 
     # ---- loading ------------------------------------------------------------------------------------
     def _load_init(self, folder: Path) -> None:
