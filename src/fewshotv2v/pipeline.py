@@ -80,6 +80,8 @@ class Pipeline:
             accelerator; weights stay fp32).
         backend: detector name, an object with `.detect`, or "none" (keypoints given by the caller).
         model_dir: the model folder (needed for `finetune`, which loads `discriminator.safetensors`).
+            `finetune` tunes a copy (`tuned_generator`, used until the next `set_references`); `generator`
+            itself is never changed.
         hold_frames: driving frames without a person reuse the last keypoints for up to this many frames,
             then an empty label map is rendered (both counted in the result).
         smoothing: One-Euro smoothing of the driving keypoints.
@@ -112,6 +114,7 @@ class Pipeline:
         self._backend_spec = backend
         self.references: list[Reference] = []
         self._state = None  # ReferenceState, computed by set_references
+        self.tuned_generator = None  # finetune()'s copy for the current references
         self.last_stats = DriveStats()
 
     # ---- construction ----------------------------------------------------------------------------
@@ -210,6 +213,7 @@ class Pipeline:
         if len(refs) > self.config.k_max:
             raise InputError(f"{len(refs)} references given; this model takes at most {self.config.k_max}")
         self.references = refs
+        self.tuned_generator = None  # tuned for the previous references: start again from the weights
         if self.mode == "pose":
             _warn_partial_bodies(refs)
         self._encode_references()
@@ -254,13 +258,20 @@ class Pipeline:
 
         images, labels = self._reference_tensors()
         with torch.inference_mode(), self._autocast():
-            self._state = self.generator.encode_references(images, labels)
+            self._state = self._active_generator().encode_references(images, labels)
+
+    def _active_generator(self):
+        return self.tuned_generator if self.tuned_generator is not None else self.generator
 
     # ---- test-time finetuning ------------------------------------------------------------------------
     def finetune(
         self, steps: int, *, on_step: Callable[[int, float, float], None] | None = None, seed: int = 0
     ):
-        """Test-time finetuning of E_P and H on the references (SPEC §5); needs discriminator weights."""
+        """Test-time finetuning of E_P and H on the references (SPEC §5); needs discriminator weights.
+
+        Tunes a copy of `generator` (kept as `tuned_generator` until the next `set_references`)."""
+        import copy
+
         from fewshotv2v.inference.finetune import finetune
         from fewshotv2v.models.io import D_WEIGHTS_NAME, load_weights
 
@@ -279,8 +290,9 @@ class Pipeline:
         load_weights(discriminators, path)
         discriminators.to(self.device)
         images, labels = self._reference_tensors()
-        stats = finetune(self.generator, discriminators, images, labels, steps, on_step=on_step, seed=seed)
-        self.generator.eval()
+        tuned = copy.deepcopy(self.generator)
+        stats = finetune(tuned, discriminators, images, labels, steps, on_step=on_step, seed=seed)
+        self.tuned_generator = tuned.eval()
         self._encode_references()
         return stats
 
@@ -341,7 +353,7 @@ class Pipeline:
             label = labeler(kps, mask)  # (C, H, W) float32
             label_t = torch.from_numpy(label)[None].to(self.device)  # (1, C, H, W)
             with torch.inference_mode(), self._autocast():
-                out = self.generator(label_t, self._state, prev_image, prev_label)
+                out = self._active_generator()(label_t, self._state, prev_image, prev_label)
             # Frame t-1 for the next step (SPEC §5: frame 0 warps the reference only).
             prev_image, prev_label = out.image.float(), label_t
             result = tensor_to_image(out.image)
