@@ -12,6 +12,7 @@ from fewshotv2v.models.flow import warp
 from fewshotv2v.models.generator import Generator, GeneratorOutput, ReferenceState
 from fewshotv2v.models.layers import batched_conv2d
 from fewshotv2v.models.profile import generated_numbers, parameter_counts, steady_state_macs
+from fewshotv2v.models.reference_encoder import ReferenceAttention
 
 TINY = ["tiny", "tiny-face", "tiny-street"]
 
@@ -103,6 +104,42 @@ def test_sdpa_attention_equals_explicit_softmax():
     torch.testing.assert_close(merged, expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(mass, expected_mass, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(mass.sum(1), torch.ones(b))
+
+
+def test_attention_takes_a_memory_efficient_sdpa_kernel():
+    """Values carry K one-hot channels on top of the img + lab features (wider than d): split into heads of
+    width d, SDPA can take the flash kernel, which never materialises the (N x K*N) energy matrix. With
+    only the memory-efficient kernels allowed, the math fallback raises instead of running."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    config = ModelConfig.preset("pose", height=64, width=32)  # the pose preset's widths, small frames
+    attn = ReferenceAttention(config).eval()
+    b, k, d = 1, 4, config.ch(config.attention_level)
+    g = torch.Generator().manual_seed(0)
+    ref_labels = torch.rand(b * k, config.label_nc, 64, 32, generator=g)
+    values = torch.randn(b, k, 2 * d, 16, 8, generator=g)  # img + lab features, Cv = 2d
+    label = torch.rand(b, config.label_nc, 64, 32, generator=g)
+    with torch.no_grad():
+        keys = attn.keys(ref_labels, k)
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
+            merged, mass = attn(label, keys, values, k)
+        with sdpa_kernel([SDPBackend.MATH]):
+            merged_math, mass_math = attn(label, keys, values, k)
+    torch.testing.assert_close(merged, merged_math, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(mass, mass_math, rtol=1e-4, atol=1e-5)
+
+
+def test_attention_shapes_at_512x256_k4():
+    """The pose preset at its size, on the meta device (shapes only, no compute)."""
+    config = ModelConfig.preset("pose")
+    attn = ReferenceAttention(config).to("meta")
+    b, k, d = 2, 4, config.ch(config.attention_level)
+    n = (512 // 4) * (256 // 4)  # level-2 positions
+    keys = attn.keys(torch.empty(b * k, config.label_nc, 512, 256, device="meta"), k)
+    assert keys.shape == (b, 1, k * n, d)
+    values = torch.empty(b, k, 2 * d, 128, 64, device="meta")
+    merged, mass = attn(torch.empty(b, config.label_nc, 512, 256, device="meta"), keys, values, k)
+    assert merged.shape == (b, 2 * d, 128, 64) and mass.shape == (b, k)
 
 
 def test_ref_index_is_the_reference_with_most_attention(monkeypatch):
