@@ -1,4 +1,4 @@
-"""Losses (SPEC §3): hand-computed hinge values, feature matching, perceptual, warp, occlusion mask, flow,
+"""Losses (SPEC §3): hand-computed hinge values, feature matching, perceptual, warp, occlusion mask,
 masking of invalid samples, temporal helpers and the default weights."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from fewshotv2v.losses import (
     LossWeights,
     PerceptualLoss,
     feature_matching_loss,
-    flow_loss,
     hinge_d_loss,
     hinge_g_loss,
     masked_mean,
@@ -152,7 +151,7 @@ def test_perceptual_from_path_and_disabled(vgg, tmp_path):
     assert loss.item() == 0.0 and loss.requires_grad
 
 
-# ---- warp, occlusion mask, flow --------------------------------------------------------------------------
+# ---- warp, occlusion mask --------------------------------------------------------------------------------
 
 
 def test_warp_loss():
@@ -190,18 +189,6 @@ def test_occlusion_mask_loss_minimum_at_one_minus_confidence():
     assert occlusion_mask_loss(None, None, real).item() == 0.0
 
 
-def test_flow_loss_only_where_available():
-    flow = torch.ones(2, 2, 4, 4, requires_grad=True)
-    gt = torch.zeros(2, 2, 4, 4)
-    assert flow_loss(flow, gt).item() == pytest.approx(1.0)
-    assert flow_loss(flow, gt, torch.tensor([False, True])).item() == pytest.approx(1.0)
-    loss = flow_loss(flow, gt, torch.tensor([False, False]))
-    assert loss.item() == 0.0 and loss.requires_grad
-    none = flow_loss(flow, None)
-    assert none.item() == 0.0 and none.requires_grad
-    assert flow_loss(None, None).item() == 0.0
-
-
 # ---- temporal D helpers and weights -------------------------------------------------------------------
 
 
@@ -229,6 +216,7 @@ def test_loss_weights_defaults():
         "warp": 10.0,
         "mask": 10.0,
         "face": 10.0,
+        "temporal": 1.0,
     }
     with pytest.raises(ConfigError, match="w_warp"):
         LossWeights(warp=-1.0)

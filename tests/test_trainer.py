@@ -337,3 +337,36 @@ def test_trainer_reads_the_loss_weights(pose_data, tmp_path, term, key):
     res = t.train_step(next(iter(_loader(t))))
     assert res.losses[term] > 0
     assert res.losses["g_total"] == pytest.approx(3.0 * res.losses[term], rel=1e-5)
+
+
+def test_temporal_discriminator_is_trained_when_the_model_has_one(tmp_path):
+    """use_temporal_discriminator: from the T_d-th frame of a clip the temporal D gets a D step on the last
+    T_d real vs generated frames and G a weighted hinge term (logged as d_temporal / g_temporal)."""
+    mcfg = ModelConfig.preset("tiny", use_temporal_discriminator=True)
+    zero = {f"w_{name}": 0.0 for name in ("gan", "feature_matching", "perceptual", "warp", "mask", "face")}
+    tcfg = TrainConfig(steps=1, batch_size=2, perceptual="none", workers=0, single_frame_steps=0, k_max=1)
+    tcfg = tcfg.replace(**zero, w_temporal=2.0)
+    t = Trainer(mcfg, tcfg, lambda *a: {}, 1, tmp_path, device="cpu")
+    g = torch.Generator().manual_seed(0)
+    b, n, h, w, c = 2, 3, mcfg.height, mcfg.width, mcfg.label_nc
+    batch = {
+        "ref_images": torch.rand(b, 1, 3, h, w, generator=g) * 2 - 1,
+        "ref_labels": torch.rand(b, 1, c, h, w, generator=g),
+        "ref_face_boxes": -torch.ones(b, 1, 4),
+        "images": torch.rand(b, n, 3, h, w, generator=g) * 2 - 1,
+        "labels": torch.rand(b, n, c, h, w, generator=g),
+        "face_boxes": -torch.ones(b, n, 4),
+    }
+    d_before = {k: v.clone() for k, v in t.discriminators.temporal_net.state_dict().items()}
+    g_before = {k: v.clone() for k, v in t.generator.decoder.named_parameters()}
+    res = t.train_step(batch)
+    assert not res.skipped and {"d_temporal", "g_temporal"} <= set(res.losses)
+    # only the last of the 3 frames has 3 frames of history; all other weights are 0
+    assert res.losses["g_total"] == pytest.approx(2.0 * res.losses["g_temporal"] / 3, rel=1e-5)
+    d_after = t.discriminators.temporal_net.state_dict()
+    assert any(not torch.equal(d_before[k], d_after[k]) for k in d_before)
+    g_after = dict(t.generator.decoder.named_parameters())  # (weights only: frames 0, 1 give zero grads)
+    assert any(not torch.equal(g_before[k], g_after[k]) for k in g_before)  # G learned from it
+    # a model without one: no temporal terms
+    plain = Trainer(ModelConfig.preset("tiny"), tcfg, lambda *a: {}, 1, tmp_path / "p", device="cpu")
+    assert not {"d_temporal", "g_temporal"} & set(plain.train_step(batch).losses)

@@ -3,12 +3,12 @@ weighted term of the G step.
 
 | loss | function | default weight (`LossWeights`) |
 |---|---|---|
-| hinge GAN, image D (and face D, temporal D) | `hinge_d_loss`, `hinge_g_loss` | gan 1, face 10 |
+| hinge GAN, image D (and face D) | `hinge_d_loss`, `hinge_g_loss` | gan 1, face 10 |
+| hinge GAN, temporal D (optional) | `temporal_hinge_d_loss`, `temporal_hinge_g_loss` | temporal 1 |
 | feature matching on D activations | `feature_matching_loss` | feature_matching 10 |
 | perceptual VGG19 (relu1_1 .. relu5_1) | `PerceptualLoss` | perceptual 10 |
 | warped ref / prev vs real frame | `warp_loss` | warp 10 |
 | occlusion mask vs warp confidence | `occlusion_mask_loss` | mask 10 |
-| flow vs ground-truth flow (not used by the trainer) | `flow_loss` | - |
 
 Every loss takes an optional `valid` mask: `(B,)` per sample (e.g. "this frame has a face") or any shape
 broadcastable to the compared tensors (e.g. a per-pixel `(B, 1, H, W)` mask). Masked-out entries do not
@@ -184,7 +184,7 @@ class PerceptualLoss(nn.Module):
         return loss
 
 
-# ---- warping, occlusion mask and flow losses ----------------------------------------------------------
+# ---- warping and occlusion mask losses ----------------------------------------------------------
 
 
 def warp_loss(
@@ -222,21 +222,6 @@ def occlusion_mask_loss(
         return real.new_zeros(())
     target = 1.0 - warp_confidence(warped, real)
     return masked_l1(mask, target.to(mask.dtype), valid)
-
-
-def flow_loss(
-    flow: torch.Tensor | None, gt_flow: torch.Tensor | None, valid: torch.Tensor | None = None
-) -> torch.Tensor:
-    """L1 between predicted flow `(B, 2, H, W)` (pixels) and ground-truth flow, where it is available.
-
-    `valid` marks the samples (`(B,)`) or pixels (`(B, 1, H, W)`) that have ground truth; `gt_flow=None`
-    gives 0 (the references compute it with FlowNet2; this project makes it optional).
-    """
-    if flow is None:
-        return torch.zeros((), device=None if gt_flow is None else gt_flow.device)
-    if gt_flow is None:
-        return flow.sum() * 0.0
-    return masked_l1(flow, gt_flow.detach(), valid)
 
 
 # ---- temporal discriminator helpers -----------------------------------------------------------------

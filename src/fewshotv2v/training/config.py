@@ -34,6 +34,7 @@ class LossWeights:
     warp: float = 10.0
     mask: float = 10.0
     face: float = 10.0  # pose mode's face D
+    temporal: float = 1.0  # temporal D; only models built with use_temporal_discriminator have one
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -76,7 +76,8 @@ def face_d_features(discriminators, real, fake, boxes, ref_image, ref_boxes):
 
 
 class DiscriminatorStep(nn.Module):
-    """Hinge D losses on one frame: image D (+ face D in pose mode). Returns `{"d_image", "d_face"}`."""
+    """Hinge D losses on one frame: image D (+ face D in pose mode, + temporal D when given T_d stacked
+    frames). Returns `{"d_image", "d_face", "d_temporal"}` (those that apply)."""
 
     def __init__(self, discriminators: nn.Module):
         super().__init__()
@@ -91,6 +92,8 @@ class DiscriminatorStep(nn.Module):
         ref_image: torch.Tensor,  # (B, 3, H, W)
         boxes: torch.Tensor,  # (B, 4) face boxes, -1 = none
         ref_boxes: torch.Tensor,  # (B, 4)
+        real_frames: torch.Tensor | None = None,  # (B, T_d*3, H, W): last T_d real frames (temporal D)
+        fake_frames: torch.Tensor | None = None,  # (B, T_d*3, H, W): the generated ones (detached here)
     ) -> dict[str, torch.Tensor]:
         d = self.discriminators
         real_f, fake_f = image_d_features(d, label, real, fake, ref_label, ref_image)
@@ -98,6 +101,8 @@ class DiscriminatorStep(nn.Module):
         if d.has_face:
             real_face, fake_face, valid = face_d_features(d, real, fake, boxes, ref_image, ref_boxes)
             out["d_face"] = L.hinge_d_loss(real_face, fake_face, valid)
+        if real_frames is not None and fake_frames is not None:
+            out["d_temporal"] = L.temporal_hinge_d_loss(d, real_frames, fake_frames)
         return out
 
 
@@ -118,6 +123,7 @@ class GFrame:
     ref_image: torch.Tensor  # (B, 3, H, W)
     boxes: torch.Tensor  # (B, 4) face boxes, -1 = none
     ref_boxes: torch.Tensor  # (B, 4)
+    fake_frames: torch.Tensor | None = None  # (B, T_d*3, H, W): last T_d generated frames, this one last
 
     @property
     def fake(self) -> torch.Tensor:
@@ -152,6 +158,12 @@ def _face_term(f: GFrame) -> torch.Tensor | None:
     return None if face is None else L.hinge_g_loss(*face)
 
 
+def _temporal_term(f: GFrame) -> torch.Tensor | None:
+    if f.fake_frames is None:  # no temporal D, or fewer than its T_d frames generated yet in this clip
+        return None
+    return L.temporal_hinge_g_loss(f.discriminators, f.fake_frames)
+
+
 @dataclass(frozen=True)
 class LossTerm:
     """One weighted term of the G loss: logged as `name`, weighted by the `LossWeights` field `weight`;
@@ -170,6 +182,7 @@ G_TERMS: tuple[LossTerm, ...] = (
     LossTerm("g_warp", "warp", _warp_term),  # warped ref and prev vs real
     LossTerm("g_mask", "mask", _mask_term),  # occlusion masks vs warp confidence
     LossTerm("g_face", "face", _face_term),  # pose mode: face D hinge
+    LossTerm("g_temporal", "temporal", _temporal_term),  # temporal D hinge (use_temporal_discriminator)
 )
 
 
@@ -185,13 +198,17 @@ def generator_losses(
     boxes: torch.Tensor,
     ref_boxes: torch.Tensor,
     weights: LossWeights,
+    fake_frames: torch.Tensor | None = None,
     terms: tuple[LossTerm, ...] = G_TERMS,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """G losses of one frame (SPEC §3), with the discriminators frozen by the caller.
+    """G losses of one frame (SPEC §3), with the discriminators frozen by the caller. `fake_frames`: the
+    temporal D's input (`losses.stack_frames` of the last T_d generated frames, this one with its graph).
 
     Returns (weighted total, unweighted parts by term name; terms that do not apply are left out).
     """
-    frame = GFrame(discriminators, perceptual, out, label, real, ref_label, ref_image, boxes, ref_boxes)
+    frame = GFrame(
+        discriminators, perceptual, out, label, real, ref_label, ref_image, boxes, ref_boxes, fake_frames
+    )
     parts: dict[str, torch.Tensor] = {}
     total = None
     for term in terms:

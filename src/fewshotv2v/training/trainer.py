@@ -4,9 +4,11 @@ Per step: a batch of clips with K references (K drawn from 1..K_max, the first K
 references) and T frames (T = 1 in the single-frame stage, then 2, 4, ... up to a cap). For each frame t:
 
 1. G synthesizes x~_t from s_t, the references and (t > 0) the previous output x~_{t-1} fed back detached;
-2. D step: hinge loss on (real, x~_t.detach()) for the image D (+ face D in pose mode), Adam step;
-3. G step with D frozen: hinge + feature matching + perceptual + warp + occlusion-mask (+ face) losses,
-   Adam step, EMA update.
+2. D step: hinge loss on (real, x~_t.detach()) for the image D (+ face D in pose mode; + temporal D on the
+   last T_d real vs generated frames, once the clip has T_d frames, for models with
+   `use_temporal_discriminator`), Adam step;
+3. G step with D frozen: hinge + feature matching + perceptual + warp + occlusion-mask (+ face, temporal)
+   losses, Adam step, EMA update.
 
 Numerics: bf16 autocast on CUDA by default (fp16 + GradScaler optional, fp32 on CPU), gradient clipping,
 channels_last on CUDA; a non-finite loss skips the rest of the clip, is counted, and after
@@ -28,6 +30,7 @@ import torch
 
 from fewshotv2v.config import ModelConfig
 from fewshotv2v.errors import ConfigError, DeviceError, TrainingError
+from fewshotv2v.losses import stack_frames
 from fewshotv2v.training import checkpoint as ckpt
 from fewshotv2v.training.config import TrainConfig
 from fewshotv2v.training.distributed import (
@@ -270,8 +273,12 @@ class Trainer:
         self.generator.train()
         self.discriminators.train()
         sums: dict[str, torch.Tensor] = {}  # per-loss sums over frames, kept on the device (no sync)
-        done = 0
+        counts: dict[str, int] = {}  # frames each loss was computed on (temporal: only t >= T_d - 1)
         prev_image = prev_label = None
+        # temporal D: the last T_d - 1 real and generated (detached) frames of this clip
+        history = self.discriminators.temporal_frames - 1 if self.discriminators.has_temporal else None
+        real_hist: list[torch.Tensor] = []
+        fake_hist: list[torch.Tensor] = []
         skipped = False
         for t in range(clip_len):
             label, real = self._to_device(labels[:, t]), self._to_device(images[:, t])
@@ -286,10 +293,18 @@ class Trainer:
                 ref_boxes_all[rows, idx],
             )
 
+            real_frames = fake_frames = None
+            if history is not None and len(fake_hist) == history:
+                real_frames = stack_frames([*real_hist, real])
+                fake_frames = stack_frames([*fake_hist, fake.float()])  # this frame keeps its graph
+
             # D step on the detached output
             self.discriminators.requires_grad_(True)
             with self._autocast():
-                d_parts = self.d_step(label, real, fake.detach(), ref_label, ref_image, boxes, ref_boxes)
+                d_parts = self.d_step(
+                    label, real, fake.detach(), ref_label, ref_image, boxes, ref_boxes, real_frames,
+                    fake_frames.detach() if fake_frames is not None else None,
+                )  # fmt: skip
             loss_d = sum(d_parts.values())
             if not all_finite(loss_d, self.info):
                 skipped = True
@@ -310,6 +325,7 @@ class Trainer:
                     boxes=boxes,
                     ref_boxes=ref_boxes,
                     weights=self.loss_weights,
+                    fake_frames=fake_frames,
                 )
             if not all_finite(loss_g, self.info):
                 skipped = True
@@ -318,9 +334,11 @@ class Trainer:
             self.ema.update(self.generator)
             for name, value in {**d_parts, **g_parts, "g_total": loss_g}.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().float()
-            done += 1
+                counts[name] = counts.get(name, 0) + 1
             # feed the output back, detached: no backpropagation through time
             prev_image, prev_label = fake.detach().float(), label
+            if history:
+                real_hist, fake_hist = [*real_hist, real][-history:], [*fake_hist, prev_image][-history:]
         self.discriminators.requires_grad_(True)
         if skipped:
             self.nonfinite += 1
@@ -332,7 +350,7 @@ class Trainer:
                 )
         self.step += 1
         means = torch.stack(list(sums.values())).cpu().tolist() if sums else []  # one host sync
-        totals = {name: value / done for name, value in zip(sums, means, strict=True)}
+        totals = {name: value / counts[name] for name, value in zip(sums, means, strict=True)}
         return StepResult(step, totals, k, clip_len, skipped, time.perf_counter() - t0)
 
     # ---- outputs (rank 0) ---------------------------------------------------------------------------
