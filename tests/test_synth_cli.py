@@ -122,6 +122,27 @@ def test_existing_output_is_refused(model_dir, media, tmp_path):
     assert out.stat().st_size > 100
 
 
+def test_overwrite_never_replaces_an_input(model_dir, media, tmp_path):
+    """-o that is the driving video or a reference (same path, symlink, hard link) is refused, even with
+    --overwrite, and the input is left as it was."""
+    import os
+
+    refs, drive = media
+    link, hard = tmp_path / "link.mp4", tmp_path / "hard.png"
+    link.symlink_to(drive)
+    os.link(refs[1], hard)
+    before = {p: p.read_bytes() for p in (drive, *refs)}
+    for out in (drive, link, refs[0], hard):
+        result = _synth(model_dir, refs[:2], drive, out, "--overwrite", "--max-frames", "2")
+        assert result.exit_code == 3, (out, result.output)
+        assert "is the input" in _one_line_error(result)
+    result = _synth(
+        model_dir, refs[:1], drive, tmp_path / "o.mp4", "--overwrite", "--side-by-side", "--max-frames", "2"
+    )
+    assert result.exit_code == 0, result.output
+    assert {p: p.read_bytes() for p in (drive, *refs)} == before
+
+
 def test_bad_inputs_are_one_line_errors(model_dir, media, tmp_path):
     refs, drive = media
     out = tmp_path / "out.mp4"

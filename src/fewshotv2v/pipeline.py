@@ -397,6 +397,8 @@ class Pipeline:
         composite_path = Path(side_by_side_output) if side_by_side_output is not None else None
         for path in (output, composite_path) if composite_path is not None else (output,):
             _check_output(path, overwrite)
+        refs = [] if ref is None else [ref] if isinstance(ref, str | Path | np.ndarray) else list(ref)
+        _refuse_inputs_as_outputs([output, composite_path], [drive, *refs])
         source = drive_source(drive, keypoints=drive_keypoints, start=start, end=end, max_frames=max_frames)
         if ref is not None:
             self.set_references(ref, keypoints=ref_keypoints, ref_frames=ref_frames)
@@ -468,6 +470,28 @@ def _is_video(item: str | Path) -> bool:
     from fewshotv2v.video import VIDEO_SUFFIXES
 
     return Path(item).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _refuse_inputs_as_outputs(outputs: list[Path | None], inputs: list[Any]) -> None:
+    """Never write over an input, even with --overwrite: an output that is the same file as the driving
+    video or a reference (the same path, a symlink or a hard link: `os.path.samefile`) is refused, and
+    so are two outputs that are the same file."""
+    import os
+
+    outs = [p for p in outputs if p is not None]
+    if len(outs) == 2 and Path(outs[0]).absolute() == Path(outs[1]).absolute():
+        raise InputError(f"the output and the side-by-side output are the same file: {outs[0]}")
+    paths = [Path(p) for p in inputs if isinstance(p, str | Path)]
+    for out in outs:
+        if not out.exists():
+            continue  # a file that does not exist yet is no input
+        for path in paths:
+            try:
+                same = os.path.samefile(out, path)
+            except OSError:  # the input does not exist (reported where it is read)
+                same = False
+            if same:
+                raise InputError(f"output {out} is the input {path}; choose another output file")
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
