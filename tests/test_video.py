@@ -97,6 +97,31 @@ def test_writer_pads_odd_sizes_and_is_atomic(tmp_path):
     assert V.probe(out).num_frames == 1
 
 
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_writer_never_clobbers_an_output_that_appeared_meanwhile(tmp_path, monkeypatch, hard_links):
+    """Two writers of one output without overwrite: the one that finishes second fails, the first one's
+    file stays (checked atomically with os.link; check-then-rename where hard links are unsupported)."""
+    import errno
+    import os
+
+    if not hard_links:
+
+        def no_links(src, dst, *a, **k):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_links)
+    out = tmp_path / "o.mp4"
+    writer = V.VideoWriter(out, 10)
+    with pytest.raises(OutputExistsError, match="another process"), writer:
+        writer.write(np.zeros((16, 16, 3), np.uint8))
+        out.write_bytes(b"the other writer's video")
+    assert out.read_bytes() == b"the other writer's video"
+    assert [p.name for p in tmp_path.iterdir()] == ["o.mp4"]  # no temp file left
+    with V.VideoWriter(out, 10, overwrite=True) as w:  # asked for: replaced
+        w.write(np.zeros((16, 16, 3), np.uint8))
+    assert V.probe(out).num_frames == 1 and [p.name for p in tmp_path.iterdir()] == ["o.mp4"]
+
+
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
 def test_writer_exception_leaves_no_file(tmp_path, exc):
     out = tmp_path / "o.mp4"

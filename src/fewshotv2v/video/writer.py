@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -40,6 +41,32 @@ def _prepare_output(path: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"output exists: {path} (use --overwrite)")
 
 
+def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Rename the finished temp file to `path`. Without `overwrite` this never replaces a file that
+    appeared meanwhile (another writer of the same output): `os.link` fails if `path` exists, atomically.
+    Filesystems without hard links fall back to check-then-rename."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputExistsError(
+            f"output exists: {path} (written by another process meanwhile; use --overwrite)"
+        ) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK,
+                             errno.ENOSYS, errno.EACCES):  # fmt: skip
+            raise
+        if path.exists():
+            raise OutputExistsError(
+                f"output exists: {path} (written by another process meanwhile; use --overwrite)"
+            ) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
 def _even_pad(image: np.ndarray) -> np.ndarray:
     """yuv420p needs even width and height: repeat the last row / column if odd."""
     h, w = image.shape[:2]
@@ -53,7 +80,9 @@ class VideoWriter:
 
     Use as a context manager and call `.write(image uint8 (H, W, 3))` per frame. It writes
     `.<name>.tmp-XXXX.mp4` next to the output and renames it on a clean exit; on any exception (Ctrl-C
-    included) the temp file is removed and nothing is left behind. Odd sizes are padded to even.
+    included) the temp file is removed and nothing is left behind. Without `overwrite` the final rename
+    never replaces a file that appeared meanwhile (another writer): `OutputExistsError`. Odd sizes are
+    padded to even.
 
     `audio_from`: a media file whose first audio track is copied (remuxed, or transcoded to AAC when the
     container refuses the codec), starting at `audio_offset` seconds of the source and trimmed to the video.
@@ -230,7 +259,7 @@ class VideoWriter:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
-            os.replace(self._tmp, self.path)
+            _move_into_place(self._tmp, self.path, self.overwrite)
             self._tmp = None
         except BaseException:
             self.abort()
