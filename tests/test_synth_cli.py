@@ -201,3 +201,52 @@ def test_interrupt_leaves_no_file(model_dir, media, tmp_path):
     result = _synth(model_dir, refs[:1], drive, out)
     assert result.exit_code == 130
     assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+_SLOW_SYNTH = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_pipeline import FakeBackend
+from fewshotv2v.semantics.backends import register_backend
+
+class Slow(FakeBackend):
+    def detect(self, image):
+        if self.calls == 3:  # the output's temp file is open by now: say so, then take our time
+            Path({marker!r}).write_text("ready")
+            time.sleep(60)
+        return super().detect(image)
+
+register_backend({backend!r}, lambda **kw: Slow(**kw))
+from fewshotv2v.cli import main
+sys.argv = ["fsv2v", *sys.argv[1:]]
+main()
+"""
+
+
+def test_sigterm_is_handled_like_ctrl_c(model_dir, media, tmp_path):
+    """SIGTERM while writing: one `error: terminated` line, exit 143, no output and no temp file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    refs, drive = media
+    out, marker = tmp_path / "out.mp4", tmp_path / "ready"
+    script = _SLOW_SYNTH.format(tests=str(Path(__file__).parent), marker=str(marker), backend=BACKEND)
+    args = ["synth", "--drive", str(drive), "-o", str(out), "--ref", str(refs[0]), "--model", str(model_dir)]
+    args += ["--backend", BACKEND, "--device", "cpu"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), proc.communicate()
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".out.mp4.fsv2v-tmp-")]  # being written
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == ["error: terminated"]
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]

@@ -122,6 +122,26 @@ def test_writer_never_clobbers_an_output_that_appeared_meanwhile(tmp_path, monke
     assert V.probe(out).num_frames == 1 and [p.name for p in tmp_path.iterdir()] == ["o.mp4"]
 
 
+def test_writer_removes_stale_temp_files_of_dead_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead_pid = int(dead.stdout)
+    out = tmp_path / "o.mp4"
+    stale = tmp_path / f".o.mp4.fsv2v-tmp-{dead_pid}-abc123.mp4"
+    running = tmp_path / f".o.mp4.fsv2v-tmp-{os.getpid()}-def456.mp4"  # a live writer: kept
+    other = tmp_path / f".x.mp4.fsv2v-tmp-{dead_pid}-abc123.mp4"  # another output's: not ours to judge
+    for p in (stale, running, other):
+        p.write_bytes(b"partial")
+    with V.VideoWriter(out, 10) as w:
+        temps = [p.name for p in tmp_path.iterdir() if p.name.startswith(f".o.mp4.fsv2v-tmp-{os.getpid()}-")]
+        assert len(temps) == 2  # the live one and our own, named after our pid
+        w.write(np.zeros((16, 16, 3), np.uint8))
+    assert not stale.exists() and running.exists() and other.exists() and out.exists()
+
+
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
 def test_writer_exception_leaves_no_file(tmp_path, exc):
     out = tmp_path / "o.mp4"
