@@ -250,3 +250,24 @@ def test_sigterm_is_handled_like_ctrl_c(model_dir, media, tmp_path):
     assert proc.returncode == 143, stderr
     assert [line for line in stderr.splitlines() if line.strip()] == ["error: terminated"]
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_truncated_driving_video_is_one_warning_line(model_dir, media, tmp_path):
+    """A driving video cut short (a partial download): the result is written, with one `warning:` line
+    that gives the counts."""
+    from fewshotv2v.video import VideoWriter
+
+    refs, _ = media
+    full, cut = tmp_path / "full.mp4", tmp_path / "cut.mp4"
+    with VideoWriter(full, 10.0) as w:  # +faststart: the header (frame count) comes first
+        for i in range(16):
+            w.write(scene_image((80, 60), seed=10 + i))
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    result = _synth(model_dir, refs[:1], cut, tmp_path / "out.mp4")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, result.output
+    assert "cut.mp4" in warnings[0] and "of the 16 frames" in warnings[0]
+    written = int(warnings[0].split("decoded ")[1].split()[0])
+    assert 0 < written < 16 and f"{written} frames" in result.output

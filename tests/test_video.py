@@ -257,3 +257,26 @@ def test_corrupt_frames_mid_file_are_skipped_and_counted(tmp_path):
     frames = list(reader)
     assert 0 < len(frames) < 12
     assert reader.skipped_frames > 0
+
+
+def test_truncated_video_warns_with_the_counts(tmp_path):
+    from fewshotv2v.errors import FewShotV2VWarning
+
+    full, cut = tmp_path / "full.mp4", tmp_path / "cut.mp4"
+    with V.VideoWriter(full, 10) as w:  # +faststart: the header with the frame count comes first
+        for i in range(40):
+            w.write(np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.warns(FewShotV2VWarning, match=r"decoded \d+ of the 40 frames"):
+        n = len(list(V.VideoReader(cut)))
+    assert 0 < n < 40
+    with pytest.warns(FewShotV2VWarning, match=r"stops at [\d.]+ s of 4.00 s"):
+        list(V.VideoReader(cut, start=0.5))  # after a seek: by time
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewShotV2VWarning)
+        assert len(list(V.VideoReader(full))) == 40  # complete files: no warning
+        assert len(list(V.VideoReader(full, start=0.5))) == 35
+        assert len(list(V.VideoReader(cut, end=0.5))) == 5  # stopped before the cut: nothing to say
