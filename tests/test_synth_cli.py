@@ -271,3 +271,23 @@ def test_truncated_driving_video_is_one_warning_line(model_dir, media, tmp_path)
     assert "cut.mp4" in warnings[0] and "of the 16 frames" in warnings[0]
     written = int(warnings[0].split("decoded ")[1].split()[0])
     assert 0 < written < 16 and f"{written} frames" in result.output
+
+
+def test_driving_video_without_anyone_fails_after_two_seconds(model_dir, media, tmp_path):
+    """Nobody in the first 2 s (20 frames at 10 fps) of a 4 s video: fail then, not at the end."""
+    from fewshotv2v.video import write_test_video
+
+    refs, _ = media
+    drive = write_test_video(tmp_path / "empty.mp4", [scene_image((80, 60), seed=i) for i in range(40)], 10.0)
+    made = []
+
+    def factory(**kw):
+        made.append(FakeBackend(empty=len(made) > 0))  # the reference has a person, the drive nobody
+        return made[-1]
+
+    register_backend(BACKEND, factory)
+    out = tmp_path / "out.mp4"
+    result = _synth(model_dir, refs[:1], drive, out)
+    assert result.exit_code == 4
+    assert "first 20 frames (2 s) of the driving video" in " ".join(_one_line_error(result).split())
+    assert made[-1].calls == 20 and not out.exists()

@@ -34,6 +34,7 @@ from fewshotv2v.inference.driving import DriveStats, DrivingKeypoints, LabelMake
 from fewshotv2v.inference.references import Reference, largest, pick_reference_frames, prepare_reference
 
 ImageLike = str | Path | np.ndarray
+NO_PERSON_SECONDS = 2.0  # a driving video with nobody in its first 2 s fails then, not after the whole video
 
 
 @dataclass
@@ -348,8 +349,15 @@ class Pipeline:
         )
         labeler = LabelMaker(self.config, self.references[0].keypoints)
         prev_image = prev_label = None
+        give_up = max(1, round(NO_PERSON_SECONDS * source.fps))  # frames
         for image, given, t in source:
             kps, mask = keypoints(image, given, t)
+            if stats.frames_without_person == stats.frames + 1 >= give_up:  # nobody in any frame so far
+                what = "face" if self.mode == "face" else "person"
+                raise NoPersonError(
+                    f"no {what} detected in the first {give_up} frames ({NO_PERSON_SECONDS:g} s) of the "
+                    "driving video"
+                )
             label = labeler(kps, mask)  # (C, H, W) float32
             label_t = torch.from_numpy(label)[None].to(self.device)  # (1, C, H, W)
             with torch.inference_mode(), self._autocast():
