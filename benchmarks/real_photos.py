@@ -108,8 +108,8 @@ def run_face(models: list[str], frames: int, out_dir: Path) -> dict:
         bx0, by0, bx1, by1 = (int(round(v)) for v in box)
         bx0, by0 = max(bx0, 0), max(by0, 0)
 
-        def region(img):
-            return img[by0:by1, bx0:bx1]
+        def region(img, box=(bx0, by0, bx1, by1)):
+            return img[box[1] : box[3], box[0] : box[2]]
 
         row = {"detected": sum(k is not None for k in kps), "frames": frames}
         row["static"] = float(np.mean([psnr(region(clip[0]), region(f)) for f in clip[1:]]))
@@ -119,7 +119,9 @@ def run_face(models: list[str], frames: int, out_dir: Path) -> dict:
             pipe.set_references([clip[0]], keypoints=[kps[0]])
             t0 = time.perf_counter()
             synth = list(pipe.stream(clip, keypoints=kps))
-            row[model] = float(np.mean([psnr(region(s), region(f)) for s, f in zip(synth[1:], clip[1:])]))
+            row[model] = float(
+                np.mean([psnr(region(s), region(f)) for s, f in zip(synth[1:], clip[1:], strict=True)])
+            )
             row[f"{model}_frames_per_s"] = frames / (time.perf_counter() - t0)
             grids[model] = synth
         results[name] = row
@@ -144,7 +146,8 @@ def arm_motion(kps: np.ndarray, frames: int, width: int) -> list[np.ndarray]:
     for i in range(frames):
         t = i / 25.0
         k = kps.copy()
-        for shoulder, elbow, wrist, hand, sign in ((2, 3, 4, slice(116, 137), 1), (5, 6, 7, slice(95, 116), -1)):
+        arms = ((2, 3, 4, slice(116, 137), 1), (5, 6, 7, slice(95, 116), -1))
+        for shoulder, elbow, wrist, hand, sign in arms:
             up = sign * np.deg2rad(35) * np.sin(2 * np.pi * t / 1.6)
             low = sign * np.deg2rad(25) * np.sin(2 * np.pi * t / 1.1)
             idx = [elbow, wrist, *range(hand.start, hand.stop)]
@@ -187,7 +190,7 @@ def run_pose(models: list[str], frames: int, out_dir: Path) -> dict:
             fps = frames / (time.perf_counter() - t0)
             found, errors, colour, background = 0, [], [], []
             ref_colour = photo[ref_mask > 0.5].mean(axis=0)
-            for s, k in zip(synth, drive):
+            for s, k in zip(synth, drive, strict=True):
                 got = detector.detect(s)
                 if not got:
                     continue

@@ -12,7 +12,7 @@ from torch import nn
 
 from fewshotv2v.errors import CheckpointError, ConfigError
 from fewshotv2v.training import checkpoint as ckpt
-from fewshotv2v.training.config import TrainConfig
+from fewshotv2v.training.config import LossWeights, TrainConfig
 from fewshotv2v.training.ema import EMA
 
 
@@ -142,3 +142,16 @@ def test_train_config_schedule_and_files(tmp_path):
         TrainConfig(batch_size=0)
     with pytest.raises(ConfigError, match="not found"):
         TrainConfig.from_file(tmp_path / "missing.toml")
+
+
+def test_train_config_loss_weights_are_flat_w_keys(tmp_path):
+    toml = tmp_path / "w.toml"
+    toml.write_text("[train]\nw_feature_matching = 2\nw_face = 0.5\n")
+    cfg = TrainConfig.from_file(toml)
+    assert cfg.loss_weights == LossWeights(feature_matching=2.0, face=0.5)
+    data = cfg.to_dict()
+    assert data["w_feature_matching"] == 2.0 and data["w_gan"] == 1.0 and "loss_weights" not in data
+    assert TrainConfig.from_dict(data) == cfg
+    assert cfg.replace(w_gan=3).loss_weights.gan == 3.0
+    with pytest.raises(ConfigError, match="w_mask"):
+        cfg.replace(w_mask=-1)

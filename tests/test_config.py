@@ -53,6 +53,7 @@ def test_config_is_frozen_and_replace_validates():
         ({"num_generated_levels": 6}, "num_generated_levels"),
         ({"attention_level": 7}, "attention_level"),
         ({"height": 32, "width": 32}, "too small"),
+        ({"height": 51200}, "at most 4096"),
     ],
 )
 def test_invalid_values_raise_config_error(changes, message):

@@ -152,7 +152,8 @@ def test_packaged_keypoint_warp_resolves_per_mode():
 
     assert model_for_mode("keypoint-warp", "face") == "keypoint-warp-face"
     assert model_for_mode("keypoint-warp", "pose") == "keypoint-warp"
-    assert model_for_mode("", "face") == DEFAULT_MODELS["face"] and model_for_mode(None, None) == DEFAULT_MODELS["pose"]
+    assert model_for_mode("", "face") == DEFAULT_MODELS["face"]
+    assert model_for_mode(None, None) == DEFAULT_MODELS["pose"]
     assert read_config(resolve_model("keypoint-warp-face")).mode == "face"
 
 

@@ -12,6 +12,7 @@ from fewshotv2v.models.flow import warp
 from fewshotv2v.models.generator import Generator, GeneratorOutput, ReferenceState
 from fewshotv2v.models.layers import batched_conv2d
 from fewshotv2v.models.profile import generated_numbers, parameter_counts, steady_state_macs
+from fewshotv2v.models.reference_encoder import ReferenceAttention
 
 TINY = ["tiny", "tiny-face", "tiny-street"]
 
@@ -103,6 +104,42 @@ def test_sdpa_attention_equals_explicit_softmax():
     torch.testing.assert_close(merged, expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(mass, expected_mass, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(mass.sum(1), torch.ones(b))
+
+
+def test_attention_takes_a_memory_efficient_sdpa_kernel():
+    """Values carry K one-hot channels on top of the img + lab features (wider than d): split into heads of
+    width d, SDPA can take the flash kernel, which never materialises the (N x K*N) energy matrix. With
+    only the memory-efficient kernels allowed, the math fallback raises instead of running."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    config = ModelConfig.preset("pose", height=64, width=32)  # the pose preset's widths, small frames
+    attn = ReferenceAttention(config).eval()
+    b, k, d = 1, 4, config.ch(config.attention_level)
+    g = torch.Generator().manual_seed(0)
+    ref_labels = torch.rand(b * k, config.label_nc, 64, 32, generator=g)
+    values = torch.randn(b, k, 2 * d, 16, 8, generator=g)  # img + lab features, Cv = 2d
+    label = torch.rand(b, config.label_nc, 64, 32, generator=g)
+    with torch.no_grad():
+        keys = attn.keys(ref_labels, k)
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
+            merged, mass = attn(label, keys, values, k)
+        with sdpa_kernel([SDPBackend.MATH]):
+            merged_math, mass_math = attn(label, keys, values, k)
+    torch.testing.assert_close(merged, merged_math, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(mass, mass_math, rtol=1e-4, atol=1e-5)
+
+
+def test_attention_shapes_at_512x256_k4():
+    """The pose preset at its size, on the meta device (shapes only, no compute)."""
+    config = ModelConfig.preset("pose")
+    attn = ReferenceAttention(config).to("meta")
+    b, k, d = 2, 4, config.ch(config.attention_level)
+    n = (512 // 4) * (256 // 4)  # level-2 positions
+    keys = attn.keys(torch.empty(b * k, config.label_nc, 512, 256, device="meta"), k)
+    assert keys.shape == (b, 1, k * n, d)
+    values = torch.empty(b, k, 2 * d, 128, 64, device="meta")
+    merged, mass = attn(torch.empty(b, config.label_nc, 512, 256, device="meta"), keys, values, k)
+    assert merged.shape == (b, 2 * d, 128, 64) and mass.shape == (b, k)
 
 
 def test_ref_index_is_the_reference_with_most_attention(monkeypatch):
@@ -218,3 +255,39 @@ def test_label_shape_check_and_prev_combine_init():
     model.init_prev_combine_from_ref()
     for a, b in zip(model.combine_ref.parameters(), model.combine_prev.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_warp_under_bf16_matches_fp32_at_512x256():
+    """The sampling grid is fp32 whatever the flow's dtype: a bf16 grid is ~1 px off at x ~ 500."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 512, 256, generator=g)
+    flow = torch.zeros(1, 2, 512, 256)
+    # identity: a bf16 flow of zeros (what W returns under bf16 autocast) gives the image back (up to
+    # the fp32 rounding of normalising the grid; a bf16 grid is off by up to 1 on this [0, 1] image)
+    torch.testing.assert_close(warp(image, flow.bfloat16()), image, atol=1e-4, rtol=0)
+    # whole-frame shift by amounts exact in bf16, and a smooth sub-pixel field, bf16 vs fp32 flow
+    flow[:, 0], flow[:, 1] = 1.5, -0.75
+    flow += torch.linspace(-2, 2, 256).expand(512, 256)
+    flow = flow.bfloat16().float()  # same values in both runs: only the grid's precision differs
+    expected = warp(image, flow)
+    torch.testing.assert_close(warp(image, flow.bfloat16()), expected, atol=1e-5, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(warp(image, flow.bfloat16()), expected, atol=1e-5, rtol=0)
+    # a bf16 image comes back bf16, within bf16 rounding of the fp32 result
+    out = warp(image.bfloat16(), flow.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, atol=4e-3, rtol=0)
+
+
+def test_generator_warp_under_bf16_autocast_at_512x256(one_thread):
+    """Inside the whole generator under bf16 autocast, the warped reference is the fp32 warp of the
+    reference by the flow W predicted (W itself runs in bf16; the warp must add no error)."""
+    config = ModelConfig.preset("tiny", height=512, width=256)
+    model = Generator(config).eval()
+    x = _inputs(config, b=1, k=1)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        refs = model.encode_references(x["ref_images"], x["ref_labels"])
+        out = model(x["label"], refs)
+    assert out.image.shape == (1, 3, 512, 256) and torch.isfinite(out.image).all()
+    expected = warp(x["ref_images"][:, 0], out.flow_ref.float())
+    torch.testing.assert_close(out.warped_ref.float(), expected, atol=1e-5, rtol=0)

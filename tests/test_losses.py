@@ -1,4 +1,4 @@
-"""Losses (SPEC §3): hand-computed hinge values, feature matching, perceptual, warp, occlusion mask, flow,
+"""Losses (SPEC §3): hand-computed hinge values, feature matching, perceptual, warp, occlusion mask,
 masking of invalid samples, temporal helpers and the default weights."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import save_file
 
 from fewshotv2v.config import ModelConfig
+from fewshotv2v.errors import ConfigError
 from fewshotv2v.losses import (
     LossWeights,
     PerceptualLoss,
     feature_matching_loss,
-    flow_loss,
     hinge_d_loss,
     hinge_g_loss,
     masked_mean,
@@ -84,11 +84,16 @@ def test_feature_matching():
     real = [[torch.zeros(2, 3, 4, 4), torch.ones(2, 5, 2, 2), torch.zeros(2, 1, 2, 2)] for _ in range(2)]
     same = [[f.clone().requires_grad_(True) for f in scale] for scale in real]
     assert feature_matching_loss(real, same).item() == 0.0
-    # every activation off by 1, logits off by 100 (not matched) -> mean |diff| = 1
+    # every activation off by 1, logits off by 100 (not matched): 2 matched layers per scale, summed over
+    # layers and averaged over the 2 scales as the references do -> 2 (a layer mean would give 1)
     fake = [[(f + 1.0).requires_grad_(True) for f in scale[:-1]] + [scale[-1] + 100.0] for scale in real]
     real_leaf = [[f.clone().requires_grad_(True) for f in scale] for scale in real]
     loss = feature_matching_loss(real_leaf, fake)
-    assert loss.item() == pytest.approx(1.0)
+    assert loss.item() == pytest.approx(2.0)
+    # layers weigh the same whatever their size; scales are averaged
+    uneven = [[f + d for f, d in zip(scale, (1.0, 3.0, 0.0), strict=True)] for scale in real[:1]]
+    uneven.append([f + 5.0 for f in real[1]])
+    assert feature_matching_loss(real, uneven).item() == pytest.approx(((1 + 3) + (5 + 5)) / 2)
     loss.backward()
     assert all(f.grad is None for scale in real_leaf for f in scale)  # real detached
     assert fake[0][0].grad is not None and fake[0][0].grad.abs().sum() > 0
@@ -146,7 +151,7 @@ def test_perceptual_from_path_and_disabled(vgg, tmp_path):
     assert loss.item() == 0.0 and loss.requires_grad
 
 
-# ---- warp, occlusion mask, flow --------------------------------------------------------------------------
+# ---- warp, occlusion mask --------------------------------------------------------------------------------
 
 
 def test_warp_loss():
@@ -184,18 +189,6 @@ def test_occlusion_mask_loss_minimum_at_one_minus_confidence():
     assert occlusion_mask_loss(None, None, real).item() == 0.0
 
 
-def test_flow_loss_only_where_available():
-    flow = torch.ones(2, 2, 4, 4, requires_grad=True)
-    gt = torch.zeros(2, 2, 4, 4)
-    assert flow_loss(flow, gt).item() == pytest.approx(1.0)
-    assert flow_loss(flow, gt, torch.tensor([False, True])).item() == pytest.approx(1.0)
-    loss = flow_loss(flow, gt, torch.tensor([False, False]))
-    assert loss.item() == 0.0 and loss.requires_grad
-    none = flow_loss(flow, None)
-    assert none.item() == 0.0 and none.requires_grad
-    assert flow_loss(None, None).item() == 0.0
-
-
 # ---- temporal D helpers and weights -------------------------------------------------------------------
 
 
@@ -218,14 +211,15 @@ def test_loss_weights_defaults():
     w = LossWeights()
     assert dataclasses.asdict(w) == {
         "gan": 1.0,
-        "fm": 10.0,
+        "feature_matching": 10.0,
         "perceptual": 10.0,
         "warp": 10.0,
         "mask": 10.0,
         "face": 10.0,
-        "flow": 10.0,
-        "temporal": 0.0,
+        "temporal": 1.0,
     }
+    with pytest.raises(ConfigError, match="w_warp"):
+        LossWeights(warp=-1.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         w.gan = 2.0  # type: ignore[misc]
     assert dataclasses.replace(w, perceptual=0.0).perceptual == 0.0

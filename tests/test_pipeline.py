@@ -239,7 +239,7 @@ def test_finetune_trains_only_ep_and_h(model_dir):
     pipe.set_references([img, scene_image(seed=1)], keypoints=[person_keypoints(img.shape[:2])] * 2)
     before = {k: v.clone() for k, v in pipe.generator.state_dict().items()}
     stats = pipe.finetune(2)
-    after = pipe.generator.state_dict()
+    after = pipe.tuned_generator.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert stats.steps == 2 and np.isfinite(stats.g_loss) and np.isfinite(stats.d_loss)
     assert any(k.startswith("decoder.") for k in changed) and any(
@@ -248,7 +248,36 @@ def test_finetune_trains_only_ep_and_h(model_dir):
     # frozen parts (W, E_F, E_A, the label embedder, the warp UNets) do not change at all
     frozen = [k for k in changed if not k.startswith(("decoder.", "weight_generator."))]
     assert not frozen, frozen
-    assert all(p.requires_grad for p in pipe.generator.parameters())  # flags restored
+    assert all(p.requires_grad for p in pipe.tuned_generator.parameters())  # flags restored
+
+
+def test_finetune_tunes_a_copy_and_the_next_person_gets_the_original(model_dir):
+    import torch
+
+    from fewshotv2v import Pipeline
+
+    pipe = Pipeline.from_pretrained(model_dir, device="cpu", backend="none")
+    before = {k: v.clone() for k, v in pipe.generator.state_dict().items()}
+    img, other = scene_image(), scene_image(seed=7)
+    kps = [person_keypoints(img.shape[:2])]
+
+    def run(p):
+        frames, drive_kps, _ = _frames_and_kps(2)
+        return list(p.stream(frames, keypoints=drive_kps))
+
+    pipe.set_references([img], keypoints=kps)
+    plain = run(pipe)
+    pipe.finetune(2)
+    tuned = run(pipe)
+    assert any(not np.array_equal(a, b) for a, b in zip(plain, tuned, strict=True))  # synthesis uses it
+    after = pipe.generator.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the pipeline's generator is unchanged
+    # another person: the original weights, exactly as a fresh pipeline gives them
+    pipe.set_references([other], keypoints=kps)
+    assert pipe.tuned_generator is None
+    fresh = Pipeline.from_pretrained(model_dir, device="cpu", backend="none")
+    fresh.set_references([other], keypoints=kps)
+    assert all(np.array_equal(a, b) for a, b in zip(run(pipe), run(fresh), strict=True))
 
 
 def test_finetune_needs_discriminator_weights(tmp_path):

@@ -197,3 +197,40 @@ def test_real_mediapipe_backend_on_synthetic_person(tmp_path):
     clip = open_dataset(tmp_path / "ds").clips[0]
     assert summary.frames == clip.num_frames > 0
     assert (clip.keypoints[:, :25, 2] > 0).sum() > 0 and clip.has_masks
+
+
+def test_one_bad_source_does_not_stop_the_batch(tmp_path, fake):
+    """A junk file and a video without a person fail; the good ones are written; each failure is one
+    error line and the exit code is non-zero."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _video(raw / "a.mp4", [True] * 4)
+    (raw / "b.mp4").write_bytes(b"junk" * 50)
+    _video(raw / "c.mp4", [False] * 4)
+    _video(raw / "d.mp4", [True] * 5)
+    result = _cli(raw, "-o", tmp_path / "ds")
+    assert result.exit_code == 1, result.output
+    assert [c.name for c in open_dataset(tmp_path / "ds")] == ["a", "d"]
+    text = " ".join(result.output.split())
+    assert "clips written: 2" in text and "failed: 2" in text and "Traceback" not in text
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2
+    assert "b.mp4" in errors[0] and "not a video" in errors[0]
+    assert "c.mp4" in errors[1] and "no person found" in errors[1]
+
+
+@pytest.mark.slow
+def test_real_mediapipe_on_videos_of_different_sizes(tmp_path):
+    """The README's `./raw_videos` case: mediapipe's video graph crashed on the second size."""
+    pytest.importorskip("mediapipe")
+    from fewshotv2v.data import synthetic
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    identity = synthetic.make_identity(0)
+    for name, size in (("a", (256, 256)), ("b", (192, 320))):
+        frames, _, _ = synthetic.render_clip(identity, synthetic.motion("walk", 3), size)
+        write_test_video(raw / f"{name}.mp4", iter(frames), fps=8)
+    result = _cli(raw, "-o", tmp_path / "ds")
+    assert result.exit_code == 0, result.output
+    assert [c.name for c in open_dataset(tmp_path / "ds")] == ["a", "b"]

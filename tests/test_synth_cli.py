@@ -122,6 +122,27 @@ def test_existing_output_is_refused(model_dir, media, tmp_path):
     assert out.stat().st_size > 100
 
 
+def test_overwrite_never_replaces_an_input(model_dir, media, tmp_path):
+    """-o that is the driving video or a reference (same path, symlink, hard link) is refused, even with
+    --overwrite, and the input is left as it was."""
+    import os
+
+    refs, drive = media
+    link, hard = tmp_path / "link.mp4", tmp_path / "hard.png"
+    link.symlink_to(drive)
+    os.link(refs[1], hard)
+    before = {p: p.read_bytes() for p in (drive, *refs)}
+    for out in (drive, link, refs[0], hard):
+        result = _synth(model_dir, refs[:2], drive, out, "--overwrite", "--max-frames", "2")
+        assert result.exit_code == 3, (out, result.output)
+        assert "is the input" in _one_line_error(result)
+    result = _synth(
+        model_dir, refs[:1], drive, tmp_path / "o.mp4", "--overwrite", "--side-by-side", "--max-frames", "2"
+    )
+    assert result.exit_code == 0, result.output
+    assert {p: p.read_bytes() for p in (drive, *refs)} == before
+
+
 def test_bad_inputs_are_one_line_errors(model_dir, media, tmp_path):
     refs, drive = media
     out = tmp_path / "out.mp4"
@@ -180,3 +201,93 @@ def test_interrupt_leaves_no_file(model_dir, media, tmp_path):
     result = _synth(model_dir, refs[:1], drive, out)
     assert result.exit_code == 130
     assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+_SLOW_SYNTH = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_pipeline import FakeBackend
+from fewshotv2v.semantics.backends import register_backend
+
+class Slow(FakeBackend):
+    def detect(self, image):
+        if self.calls == 3:  # the output's temp file is open by now: say so, then take our time
+            Path({marker!r}).write_text("ready")
+            time.sleep(60)
+        return super().detect(image)
+
+register_backend({backend!r}, lambda **kw: Slow(**kw))
+from fewshotv2v.cli import main
+sys.argv = ["fsv2v", *sys.argv[1:]]
+main()
+"""
+
+
+def test_sigterm_is_handled_like_ctrl_c(model_dir, media, tmp_path):
+    """SIGTERM while writing: one `error: terminated` line, exit 143, no output and no temp file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    refs, drive = media
+    out, marker = tmp_path / "out.mp4", tmp_path / "ready"
+    script = _SLOW_SYNTH.format(tests=str(Path(__file__).parent), marker=str(marker), backend=BACKEND)
+    args = ["synth", "--drive", str(drive), "-o", str(out), "--ref", str(refs[0]), "--model", str(model_dir)]
+    args += ["--backend", BACKEND, "--device", "cpu"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), proc.communicate()
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".out.mp4.fsv2v-tmp-")]  # being written
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == ["error: terminated"]
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_truncated_driving_video_is_one_warning_line(model_dir, media, tmp_path):
+    """A driving video cut short (a partial download): the result is written, with one `warning:` line
+    that gives the counts."""
+    from fewshotv2v.video import VideoWriter
+
+    refs, _ = media
+    full, cut = tmp_path / "full.mp4", tmp_path / "cut.mp4"
+    with VideoWriter(full, 10.0) as w:  # +faststart: the header (frame count) comes first
+        for i in range(16):
+            w.write(scene_image((80, 60), seed=10 + i))
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    result = _synth(model_dir, refs[:1], cut, tmp_path / "out.mp4")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, result.output
+    assert "cut.mp4" in warnings[0] and "of the 16 frames" in warnings[0]
+    written = int(warnings[0].split("decoded ")[1].split()[0])
+    assert 0 < written < 16 and f"{written} frames" in result.output
+
+
+def test_driving_video_without_anyone_fails_after_two_seconds(model_dir, media, tmp_path):
+    """Nobody in the first 2 s (20 frames at 10 fps) of a 4 s video: fail then, not at the end."""
+    from fewshotv2v.video import write_test_video
+
+    refs, _ = media
+    drive = write_test_video(tmp_path / "empty.mp4", [scene_image((80, 60), seed=i) for i in range(40)], 10.0)
+    made = []
+
+    def factory(**kw):
+        made.append(FakeBackend(empty=len(made) > 0))  # the reference has a person, the drive nobody
+        return made[-1]
+
+    register_backend(BACKEND, factory)
+    out = tmp_path / "out.mp4"
+    result = _synth(model_dir, refs[:1], drive, out)
+    assert result.exit_code == 4
+    assert "first 20 frames (2 s) of the driving video" in " ".join(_one_line_error(result).split())
+    assert made[-1].calls == 20 and not out.exists()

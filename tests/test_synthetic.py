@@ -153,3 +153,15 @@ def test_cli_synthetic(tmp_path):
     assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
     bad = CliRunner().invoke(app, ["synthetic", "-o", str(tmp_path / "x"), "--size", "ax3"])
     assert bad.exit_code != 0
+
+
+def test_huge_size_is_a_clear_error_not_a_memory_error(tmp_path):
+    from fewshotv2v.cli import app
+
+    out = tmp_path / "big"
+    result = CliRunner().invoke(app, ["synthetic", "-o", str(out), "--size", "100000x100000", "-n", "1"])
+    assert result.exit_code == 2 and "within 16..4096" in " ".join(result.output.split())
+    assert "Traceback" not in result.output and "MemoryError" not in result.output and not out.exists()
+    with pytest.raises(ConfigError, match="too large"):
+        generate_dataset(out, identities=1, frames=1, size=(100_000, 64))
+    assert not out.exists()

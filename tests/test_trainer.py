@@ -276,3 +276,97 @@ def test_temporal_stage_copies_ref_unet_into_prev(pose_data, tmp_path):
     t.train_step(batch)  # first temporal step: copied once
     t.train_step(batch)
     assert copied == [True] and t.prev_initialised
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_temporal_stage_copies_ref_unet_into_the_ema_prev_unet_too(pose_data, tmp_path):
+    """The EMA copy (what checkpoints save) gets the copy as well: at the first EMA update of the
+    temporal stage its prev UNet starts from its ref UNet, not from the prev UNet's random init."""
+    t = make_trainer(pose_data, tmp_path / "p", single_frame_steps=1)
+    ema, seen = t.ema, []
+    original = ema.update
+
+    def spy(model):
+        seen.append(_same(ema.module.combine_ref, ema.module.combine_prev))
+        original(model)
+
+    ema.update = spy
+    batch = next(iter(_loader(t)))
+    t.train_step(batch)  # single-frame stage (T = 1): one G step, prev UNet untouched
+    assert seen == [False]
+    t.train_step(batch)  # first temporal step: copied in both before the first update
+    assert seen[1] is True
+
+
+def test_init_from_a_single_frame_model_still_copies_the_prev_unet(pose_data, tmp_path):
+    """`--init` keeps a pretrained prev UNet, but a model saved before the temporal stage never had one."""
+    early = make_trainer(pose_data, tmp_path / "early", steps=1, single_frame_steps=5)
+    folder = early.fit().checkpoint
+    t = make_trainer(pose_data, tmp_path / "t", single_frame_steps=0)
+    t._load_init(folder)
+    assert not t.prev_initialised
+    t.ema.copy_from(t.generator)
+    t.train_step(next(iter(_loader(t))))
+    assert t.prev_initialised
+    # a folder from before the flag existed: its prev UNet is kept, as before
+    from safetensors.torch import load_file, save_file
+
+    from fewshotv2v.models.io import WEIGHTS_NAME, read_metadata
+
+    meta = read_metadata(folder)
+    del meta["prev_initialised"]
+    save_file(load_file(folder / WEIGHTS_NAME), folder / WEIGHTS_NAME, metadata=meta)
+    old = make_trainer(pose_data, tmp_path / "old")
+    old._load_init(folder)
+    assert old.prev_initialised
+
+
+@pytest.mark.parametrize(
+    "term, key", [("g_fm", "w_feature_matching"), ("g_warp", "w_warp"), ("g_face", "w_face")]
+)
+def test_trainer_reads_the_loss_weights(pose_data, tmp_path, term, key):
+    """All weights 0 but one: the G total the step optimised is exactly that term times its weight."""
+    zero = {f"w_{name}": 0.0 for name in ("gan", "feature_matching", "perceptual", "warp", "mask", "face")}
+    tcfg = TrainConfig(steps=1, batch_size=2, perceptual="none", workers=0).replace(**{**zero, key: 3.0})
+    t = make_trainer(pose_data, tmp_path / "w", loss_weights=tcfg.loss_weights)
+    assert t.loss_weights == tcfg.loss_weights
+    res = t.train_step(next(iter(_loader(t))))
+    assert res.losses[term] > 0
+    assert res.losses["g_total"] == pytest.approx(3.0 * res.losses[term], rel=1e-5)
+
+
+def test_temporal_discriminator_is_trained_when_the_model_has_one(tmp_path):
+    """use_temporal_discriminator: from the T_d-th frame of a clip the temporal D gets a D step on the last
+    T_d real vs generated frames and G a weighted hinge term (logged as d_temporal / g_temporal)."""
+    mcfg = ModelConfig.preset("tiny", use_temporal_discriminator=True)
+    zero = {f"w_{name}": 0.0 for name in ("gan", "feature_matching", "perceptual", "warp", "mask", "face")}
+    tcfg = TrainConfig(steps=1, batch_size=2, perceptual="none", workers=0, single_frame_steps=0, k_max=1)
+    tcfg = tcfg.replace(**zero, w_temporal=2.0)
+    t = Trainer(mcfg, tcfg, lambda *a: {}, 1, tmp_path, device="cpu")
+    g = torch.Generator().manual_seed(0)
+    b, n, h, w, c = 2, 3, mcfg.height, mcfg.width, mcfg.label_nc
+    batch = {
+        "ref_images": torch.rand(b, 1, 3, h, w, generator=g) * 2 - 1,
+        "ref_labels": torch.rand(b, 1, c, h, w, generator=g),
+        "ref_face_boxes": -torch.ones(b, 1, 4),
+        "images": torch.rand(b, n, 3, h, w, generator=g) * 2 - 1,
+        "labels": torch.rand(b, n, c, h, w, generator=g),
+        "face_boxes": -torch.ones(b, n, 4),
+    }
+    d_before = {k: v.clone() for k, v in t.discriminators.temporal_net.state_dict().items()}
+    g_before = {k: v.clone() for k, v in t.generator.decoder.named_parameters()}
+    res = t.train_step(batch)
+    assert not res.skipped and {"d_temporal", "g_temporal"} <= set(res.losses)
+    # only the last of the 3 frames has 3 frames of history; all other weights are 0
+    assert res.losses["g_total"] == pytest.approx(2.0 * res.losses["g_temporal"] / 3, rel=1e-5)
+    d_after = t.discriminators.temporal_net.state_dict()
+    assert any(not torch.equal(d_before[k], d_after[k]) for k in d_before)
+    g_after = dict(t.generator.decoder.named_parameters())  # (weights only: frames 0, 1 give zero grads)
+    assert any(not torch.equal(g_before[k], g_after[k]) for k in g_before)  # G learned from it
+    # a model without one: no temporal terms
+    plain = Trainer(ModelConfig.preset("tiny"), tcfg, lambda *a: {}, 1, tmp_path / "p", device="cpu")
+    assert not {"d_temporal", "g_temporal"} & set(plain.train_step(batch).losses)

@@ -97,6 +97,51 @@ def test_writer_pads_odd_sizes_and_is_atomic(tmp_path):
     assert V.probe(out).num_frames == 1
 
 
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_writer_never_clobbers_an_output_that_appeared_meanwhile(tmp_path, monkeypatch, hard_links):
+    """Two writers of one output without overwrite: the one that finishes second fails, the first one's
+    file stays (checked atomically with os.link; check-then-rename where hard links are unsupported)."""
+    import errno
+    import os
+
+    if not hard_links:
+
+        def no_links(src, dst, *a, **k):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_links)
+    out = tmp_path / "o.mp4"
+    writer = V.VideoWriter(out, 10)
+    with pytest.raises(OutputExistsError, match="another process"), writer:
+        writer.write(np.zeros((16, 16, 3), np.uint8))
+        out.write_bytes(b"the other writer's video")
+    assert out.read_bytes() == b"the other writer's video"
+    assert [p.name for p in tmp_path.iterdir()] == ["o.mp4"]  # no temp file left
+    with V.VideoWriter(out, 10, overwrite=True) as w:  # asked for: replaced
+        w.write(np.zeros((16, 16, 3), np.uint8))
+    assert V.probe(out).num_frames == 1 and [p.name for p in tmp_path.iterdir()] == ["o.mp4"]
+
+
+def test_writer_removes_stale_temp_files_of_dead_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead_pid = int(dead.stdout)
+    out = tmp_path / "o.mp4"
+    stale = tmp_path / f".o.mp4.fsv2v-tmp-{dead_pid}-abc123.mp4"
+    running = tmp_path / f".o.mp4.fsv2v-tmp-{os.getpid()}-def456.mp4"  # a live writer: kept
+    other = tmp_path / f".x.mp4.fsv2v-tmp-{dead_pid}-abc123.mp4"  # another output's: not ours to judge
+    for p in (stale, running, other):
+        p.write_bytes(b"partial")
+    with V.VideoWriter(out, 10) as w:
+        temps = [p.name for p in tmp_path.iterdir() if p.name.startswith(f".o.mp4.fsv2v-tmp-{os.getpid()}-")]
+        assert len(temps) == 2  # the live one and our own, named after our pid
+        w.write(np.zeros((16, 16, 3), np.uint8))
+    assert not stale.exists() and running.exists() and other.exists() and out.exists()
+
+
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
 def test_writer_exception_leaves_no_file(tmp_path, exc):
     out = tmp_path / "o.mp4"
@@ -212,3 +257,26 @@ def test_corrupt_frames_mid_file_are_skipped_and_counted(tmp_path):
     frames = list(reader)
     assert 0 < len(frames) < 12
     assert reader.skipped_frames > 0
+
+
+def test_truncated_video_warns_with_the_counts(tmp_path):
+    from fewshotv2v.errors import FewShotV2VWarning
+
+    full, cut = tmp_path / "full.mp4", tmp_path / "cut.mp4"
+    with V.VideoWriter(full, 10) as w:  # +faststart: the header with the frame count comes first
+        for i in range(40):
+            w.write(np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.warns(FewShotV2VWarning, match=r"decoded \d+ of the 40 frames"):
+        n = len(list(V.VideoReader(cut)))
+    assert 0 < n < 40
+    with pytest.warns(FewShotV2VWarning, match=r"stops at [\d.]+ s of 4.00 s"):
+        list(V.VideoReader(cut, start=0.5))  # after a seek: by time
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewShotV2VWarning)
+        assert len(list(V.VideoReader(full))) == 40  # complete files: no warning
+        assert len(list(V.VideoReader(full, start=0.5))) == 35
+        assert len(list(V.VideoReader(cut, end=0.5))) == 5  # stopped before the cut: nothing to say

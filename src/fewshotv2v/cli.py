@@ -27,6 +27,14 @@ from fewshotv2v.commands import train as _train
 from fewshotv2v.errors import FewShotV2VError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every `with` block and `finally` cleans up (temp files)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
 class _ErrorHandlingGroup(TyperGroup):
     """Turns library errors into one clean line + exit code, also under CliRunner."""
 
@@ -43,6 +51,9 @@ class _ErrorHandlingGroup(TyperGroup):
         except FewShotV2VError as exc:
             _common.print_error(str(exc), exc)
             raise typer.Exit(exc.exit_code) from None
+        except Terminated:
+            _common.print_error("terminated", None)
+            raise typer.Exit(143) from None
         except KeyboardInterrupt:
             _common.print_error("interrupted", None)
             raise typer.Exit(130) from None
@@ -113,6 +124,9 @@ app.command("info")(_info.info)
 
 def main() -> None:
     """Console-script entry point (`fsv2v`, `python -m fewshotv2v`)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)  # here, not at import: the library leaves signals alone
     try:
         app()
     except FewShotV2VError as exc:  # raised outside a command (should not happen)

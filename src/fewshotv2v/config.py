@@ -130,6 +130,10 @@ class ModelConfig:
                 raise ConfigError(f"config field {name} must be a non-negative integer, got {value!r}")
         if self.ch_max < self.ch_base:
             raise ConfigError(f"ch_max ({self.ch_max}) must be >= ch_base ({self.ch_base})")
+        if max(self.height, self.width) > MAX_SIDE:  # a typo (51200) would end in an out-of-memory crash
+            raise ConfigError(
+                f"height and width must be at most {MAX_SIDE}, got {self.height} x {self.width}"
+            )
         factor = 2 ** max(self.num_levels, self.flow_num_down, self.combine_depth)
         if self.height % factor or self.width % factor:
             raise ConfigError(
@@ -223,6 +227,8 @@ class ModelConfig:
         except TypeError as exc:  # pragma: no cover - only with odd field types
             raise ConfigError(f"invalid model config: {exc}") from None
 
+
+MAX_SIDE = 4096  # largest model height / width (the presets use 256 .. 512)
 
 # Presets (SPEC §1). `tiny*` are for tests and CPU smoke runs: a forward pass takes milliseconds.
 _TINY = {

@@ -1,13 +1,14 @@
-"""Training losses of few-shot vid2vid (SPEC §3). Small functions the training loop calls.
+"""Training losses of few-shot vid2vid (SPEC §3). Small functions; `training.steps` turns each into one
+weighted term of the G step.
 
 | loss | function | default weight (`LossWeights`) |
 |---|---|---|
-| hinge GAN, image D (and face D, temporal D) | `hinge_d_loss`, `hinge_g_loss` | gan 1, face 10, temporal 0 |
-| feature matching on D activations | `feature_matching_loss` | fm 10 |
+| hinge GAN, image D (and face D) | `hinge_d_loss`, `hinge_g_loss` | gan 1, face 10 |
+| hinge GAN, temporal D (optional) | `temporal_hinge_d_loss`, `temporal_hinge_g_loss` | temporal 1 |
+| feature matching on D activations | `feature_matching_loss` | feature_matching 10 |
 | perceptual VGG19 (relu1_1 .. relu5_1) | `PerceptualLoss` | perceptual 10 |
 | warped ref / prev vs real frame | `warp_loss` | warp 10 |
 | occlusion mask vs warp confidence | `occlusion_mask_loss` | mask 10 |
-| flow vs ground-truth flow (optional) | `flow_loss` | flow 10 |
 
 Every loss takes an optional `valid` mask: `(B,)` per sample (e.g. "this frame has a face") or any shape
 broadcastable to the compared tensors (e.g. a per-pixel `(B, 1, H, W)` mask). Masked-out entries do not
@@ -19,30 +20,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fewshotv2v.models.vgg import VGG19
+from fewshotv2v.training.config import LossWeights as LossWeights  # re-export: these losses' weights
 
 # A D output is either logits `(B, 1, h, w)` or a feature list with logits last; several scales in a list.
 DOutput = torch.Tensor | Sequence[torch.Tensor]
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """Loss weights (SPEC §3). `temporal` is 0 as in every released setup of the references."""
-
-    gan: float = 1.0
-    fm: float = 10.0
-    perceptual: float = 10.0
-    warp: float = 10.0
-    mask: float = 10.0
-    face: float = 10.0
-    flow: float = 10.0
-    temporal: float = 0.0
 
 
 # ---- masking helpers ---------------------------------------------------------------------------------
@@ -127,21 +114,27 @@ def feature_matching_loss(
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Discriminator feature matching (pix2pixHD): L1 between D activations on real and generated frames,
-    averaged over scales and layers. The logits (last entry of each scale) are not matched; the real
-    activations are detached (targets).
+    **summed over the layers of a scale and averaged over scales**, as both references compute it
+    (FSV's `GAN_matching_loss` with feature weight 1, IMG's `FeatureMatchingLoss`). With the image D's
+    5 matched layers this is 5x the layer mean, so the SPEC weight of 10 means what it means there.
+    The logits (last entry of each scale) are not matched; the real activations are detached (targets).
 
     Args:
         real_feats, fake_feats: per scale, the feature lists returned by a discriminator.
     """
     if len(real_feats) != len(fake_feats):
         raise ValueError(f"real and fake features have {len(real_feats)} and {len(fake_feats)} scales")
-    losses = []
+    per_scale = []
     for real_scale, fake_scale in zip(real_feats, fake_feats, strict=True):
-        for real, fake in zip(real_scale[:-1], fake_scale[:-1], strict=True):
-            losses.append(masked_l1(fake, real.detach(), valid))
-    if not losses:  # a D with only a logits layer: nothing to match
+        layers = [
+            masked_l1(fake, real.detach(), valid)
+            for real, fake in zip(real_scale[:-1], fake_scale[:-1], strict=True)
+        ]
+        if layers:
+            per_scale.append(torch.stack(layers).sum())
+    if not per_scale:  # a D with only a logits layer: nothing to match
         return fake_feats[0][-1].sum() * 0.0
-    return torch.stack(losses).mean()
+    return torch.stack(per_scale).mean()
 
 
 # ---- perceptual loss --------------------------------------------------------------------------------
@@ -191,7 +184,7 @@ class PerceptualLoss(nn.Module):
         return loss
 
 
-# ---- warping, occlusion mask and flow losses ----------------------------------------------------------
+# ---- warping and occlusion mask losses ----------------------------------------------------------
 
 
 def warp_loss(
@@ -229,21 +222,6 @@ def occlusion_mask_loss(
         return real.new_zeros(())
     target = 1.0 - warp_confidence(warped, real)
     return masked_l1(mask, target.to(mask.dtype), valid)
-
-
-def flow_loss(
-    flow: torch.Tensor | None, gt_flow: torch.Tensor | None, valid: torch.Tensor | None = None
-) -> torch.Tensor:
-    """L1 between predicted flow `(B, 2, H, W)` (pixels) and ground-truth flow, where it is available.
-
-    `valid` marks the samples (`(B,)`) or pixels (`(B, 1, H, W)`) that have ground truth; `gt_flow=None`
-    gives 0 (the references compute it with FlowNet2; this project makes it optional).
-    """
-    if flow is None:
-        return torch.zeros((), device=None if gt_flow is None else gt_flow.device)
-    if gt_flow is None:
-        return flow.sum() * 0.0
-    return masked_l1(flow, gt_flow.detach(), valid)
 
 
 # ---- temporal discriminator helpers -----------------------------------------------------------------

@@ -80,6 +80,8 @@ class Pipeline:
             accelerator; weights stay fp32).
         backend: detector name, an object with `.detect`, or "none" (keypoints given by the caller).
         model_dir: the model folder (needed for `finetune`, which loads `discriminator.safetensors`).
+            `finetune` tunes a copy (`tuned_generator`, used until the next `set_references`); `generator`
+            itself is never changed.
         size: long side of the output (models with the warp composite: the reference photo's own framing,
             never upscaled; default 1024). Other models output their crop at the model's size.
         keep_centered: pose: the body stays where the reference stands (no global motion of the driver).
@@ -127,6 +129,7 @@ class Pipeline:
         self._backend_spec = backend
         self.references: list[Reference] = []
         self._state = None  # ReferenceState, computed by set_references
+        self.tuned_generator = None  # finetune()'s copy for the current references
         self.last_stats = DriveStats()
 
     # ---- construction ----------------------------------------------------------------------------
@@ -225,6 +228,7 @@ class Pipeline:
         if len(refs) > self.config.k_max:
             raise InputError(f"{len(refs)} references given; this model takes at most {self.config.k_max}")
         self.references = refs
+        self.tuned_generator = None  # tuned for the previous references: start again from the weights
         if self.mode == "pose":
             _warn_partial_bodies(refs)
         self._encode_references()
@@ -280,13 +284,20 @@ class Pipeline:
 
         images, labels, kps = self._reference_tensors()
         with torch.inference_mode(), self._autocast():
-            self._state = self.generator.encode_references(images, labels, kps)
+            self._state = self._active_generator().encode_references(images, labels, kps)
+
+    def _active_generator(self):
+        return self.tuned_generator if self.tuned_generator is not None else self.generator
 
     # ---- test-time finetuning ------------------------------------------------------------------------
     def finetune(
         self, steps: int, *, on_step: Callable[[int, float, float], None] | None = None, seed: int = 0
     ):
-        """Test-time finetuning of E_P and H on the references (SPEC §5); needs discriminator weights."""
+        """Test-time finetuning of E_P and H on the references (SPEC §5); needs discriminator weights.
+
+        Tunes a copy of `generator` (kept as `tuned_generator` until the next `set_references`)."""
+        import copy
+
         from fewshotv2v.inference.finetune import finetune
         from fewshotv2v.models.io import D_WEIGHTS_NAME, load_weights
 
@@ -305,17 +316,11 @@ class Pipeline:
         load_weights(discriminators, path)
         discriminators.to(self.device)
         images, labels, kps = self._reference_tensors()
+        tuned = copy.deepcopy(self.generator)
         stats = finetune(
-            self.generator,
-            discriminators,
-            images,
-            labels,
-            steps,
-            on_step=on_step,
-            seed=seed,
-            ref_keypoints=kps,
+            tuned, discriminators, images, labels, steps, on_step=on_step, seed=seed, ref_keypoints=kps
         )
-        self.generator.eval()
+        self.tuned_generator = tuned.eval()
         self._encode_references()
         return stats
 
@@ -379,7 +384,7 @@ class Pipeline:
             label = labeler(kps, mask)  # (C, H, W) float32
             label_t = torch.from_numpy(label)[None].to(self.device)  # (1, C, H, W)
             with torch.inference_mode(), self._autocast():
-                out = self.generator(label_t, self._state, prev_image, prev_label)
+                out = self._active_generator()(label_t, self._state, prev_image, prev_label)
             # Frame t-1 for the next step (SPEC §5: frame 0 warps the reference only).
             prev_image, prev_label = out.image.float(), label_t
             result = tensor_to_image(out.image)
@@ -413,7 +418,7 @@ class Pipeline:
                     else None
                 )
                 with torch.inference_mode(), self._autocast():
-                    out = self.generator(
+                    out = self._active_generator()(
                         label_t,
                         self._state,
                         prev_image,
@@ -470,6 +475,8 @@ class Pipeline:
         composite_path = Path(side_by_side_output) if side_by_side_output is not None else None
         for path in (output, composite_path) if composite_path is not None else (output,):
             _check_output(path, overwrite)
+        refs = [] if ref is None else [ref] if isinstance(ref, str | Path | np.ndarray) else list(ref)
+        _refuse_inputs_as_outputs([output, composite_path], [drive, *refs])
         source = drive_source(drive, keypoints=drive_keypoints, start=start, end=end, max_frames=max_frames)
         if ref is not None:
             self.set_references(ref, keypoints=ref_keypoints, ref_frames=ref_frames)
@@ -541,6 +548,28 @@ def _is_video(item: str | Path) -> bool:
     from fewshotv2v.video import VIDEO_SUFFIXES
 
     return Path(item).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _refuse_inputs_as_outputs(outputs: list[Path | None], inputs: list[Any]) -> None:
+    """Never write over an input, even with --overwrite: an output that is the same file as the driving
+    video or a reference (the same path, a symlink or a hard link: `os.path.samefile`) is refused, and
+    so are two outputs that are the same file."""
+    import os
+
+    outs = [p for p in outputs if p is not None]
+    if len(outs) == 2 and Path(outs[0]).absolute() == Path(outs[1]).absolute():
+        raise InputError(f"the output and the side-by-side output are the same file: {outs[0]}")
+    paths = [Path(p) for p in inputs if isinstance(p, str | Path)]
+    for out in outs:
+        if not out.exists():
+            continue  # a file that does not exist yet is no input
+        for path in paths:
+            try:
+                same = os.path.samefile(out, path)
+            except OSError:  # the input does not exist (reported where it is read)
+                same = False
+            if same:
+                raise InputError(f"output {out} is the input {path}; choose another output file")
 
 
 def _check_output(output: Path, overwrite: bool) -> None:

@@ -69,7 +69,8 @@ def preprocess(
 ) -> None:
     """Detect, track and smooth keypoints, and store frames, keypoints, crops and masks as a dataset.
 
-    Resumable: run it again after an interruption and finished clips are skipped.
+    Resumable: run it again after an interruption and finished clips are skipped. A source that fails
+    (not a video, no person) does not stop the others: it is listed and the exit code is non-zero.
     """
     from fewshotv2v.data.preprocess import preprocess as run
 
@@ -108,4 +109,10 @@ def preprocess(
         f"clips written: {len(summary.clips)}, skipped (complete): {len(summary.skipped_sources)}, "
         f"frames: {summary.frames}, frames without person: {summary.frames_without_person}, "
         f"undecodable frames skipped: {summary.undecodable_frames}"
+        + (f", failed: {len(summary.failed)}" if summary.failed else "")
     )
+    for failure in summary.failed:
+        _common.print_error(f"{failure.path}: {failure.message}", None)
+    if summary.failed:
+        codes = {f.exit_code for f in summary.failed}
+        raise typer.Exit(codes.pop() if len(codes) == 1 else 1)

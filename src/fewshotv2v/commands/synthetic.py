@@ -19,8 +19,10 @@ def parse_size(text: str) -> tuple[int, int]:
         raise typer.BadParameter(f"expected HxW such as 256x256, got {text!r}") from None
     if len(values) == 1:
         values = values * 2
-    if len(values) != 2 or min(values) < 16:
-        raise typer.BadParameter(f"expected HxW with both sides >= 16, got {text!r}")
+    from fewshotv2v.data.synthetic import MAX_SIDE
+
+    if len(values) != 2 or min(values) < 16 or max(values) > MAX_SIDE:
+        raise typer.BadParameter(f"expected HxW with both sides within 16..{MAX_SIDE}, got {text!r}")
     return values[0], values[1]
 
 

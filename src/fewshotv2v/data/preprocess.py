@@ -9,7 +9,8 @@ detector: a folder of frames comes with a folder of label PNGs (`--labels`).
 Everything streams: frames are decoded, detected and written one at a time. The only frames held in
 memory are those of a short gap without a person (at most `min_gap` seconds), kept until we know whether
 the person comes back (the gap stays in the clip) or not (the clip is split: `name_part01`, ...).
-Processing is resumable: a source whose clips are complete is skipped.
+Processing is resumable: a source whose clips are complete is skipped. A source that fails (not a video,
+no person, a detector error) is listed in the summary's `failed` and the others still run.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from fewshotv2v.data.layout import DatasetWriter, safe_clip_name
-from fewshotv2v.errors import InputError, NoPersonError
+from fewshotv2v.errors import DependencyError, FewShotV2VError, InputError, NoPersonError
 
 ProgressFn = Callable[[str, int | None, int], None]  # (label, total frames or None, frames done)
 
@@ -44,6 +45,16 @@ class Source:
     kind: str
 
 
+@dataclass(frozen=True)
+class SourceFailure:
+    """A source that could not be processed (nothing of it was written)."""
+
+    name: str
+    path: Path
+    message: str
+    exit_code: int  # the `FewShotV2VError` exit code of the failure (1 for other errors)
+
+
 @dataclass
 class PreprocessSummary:
     """What a run did (printed by the CLI)."""
@@ -53,6 +64,14 @@ class PreprocessSummary:
     frames: int = 0  # frames stored
     frames_without_person: int = 0  # decoded frames where the tracked person was not found
     undecodable_frames: int = 0  # frames skipped because they could not be decoded
+    failed: list[SourceFailure] = field(default_factory=list)  # sources that failed; the others ran
+
+
+def _failure(source: Source, exc: Exception) -> SourceFailure:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, FewShotV2VError):  # e.g. a detector's own RuntimeError
+        message = f"{type(exc).__name__}: {message}"
+    return SourceFailure(source.name, source.path, message, getattr(exc, "exit_code", 1))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -325,9 +344,11 @@ def preprocess(
 ) -> PreprocessSummary:
     """Preprocess `inputs` into the dataset folder `out` (created if needed, extended if it exists).
 
-    `backend`: a backend name for `get_backend` or an object with `.detect(image) -> list[Detection]`.
-    Sources already complete in `out` are skipped unless `overwrite`. `on_source(source, status)` is told
-    "start", "skip" or "done" for each source.
+    `backend`: a backend name for `get_backend` (a fresh detector per source: video-mode detectors track
+    between frames, and mediapipe's cannot change frame size) or an object with
+    `.detect(image) -> list[Detection]`. Sources already complete in `out` are skipped unless `overwrite`.
+    A source that fails is recorded in `summary.failed` (nothing of it is kept) and the others go on.
+    `on_source(source, status)` is told "start", "skip", "done" or "failed" for each source.
     """
     if mode not in ("pose", "face", "street"):
         raise InputError(f"unknown mode {mode!r} (use pose, face or street)")
@@ -346,14 +367,22 @@ def preprocess(
     sources = collect_sources(inputs)
     from fewshotv2v.video import probe
 
+    summary = PreprocessSummary()
     for source in sources:  # bad videos fail now, before the detector starts or anything is written
         if source.kind == "video":
-            probe(source.path)
+            try:
+                probe(source.path)
+            except InputError as exc:
+                summary.failed.append(_failure(source, exc))
+    bad = {f.name for f in summary.failed}
     writer = DatasetWriter(out, mode, overwrite=True)
-    summary = PreprocessSummary()
-    detector = None
-    try:
-        for source in sources:
+    for source in sources:
+        if source.name in bad:
+            if on_source is not None:
+                on_source(source, "failed")
+            continue
+        detector = None
+        try:
             if source_done(writer, source) and not overwrite:
                 summary.skipped_sources.append(source.name)
                 if on_source is not None:
@@ -373,8 +402,7 @@ def preprocess(
                     progress=progress,
                 )
             else:
-                if detector is None:
-                    detector = get_backend(backend) if isinstance(backend, str) else backend
+                detector = get_backend(backend) if isinstance(backend, str) else backend
                 names = process_source(
                     source,
                     writer,
@@ -390,7 +418,13 @@ def preprocess(
             summary.clips += names
             if on_source is not None:
                 on_source(source, "done")
-    finally:
-        if detector is not None and isinstance(backend, str) and hasattr(detector, "close"):
-            detector.close()
+        except DependencyError:  # the same for every source: stop at once
+            raise
+        except (FewShotV2VError, RuntimeError) as exc:  # this source only (its clips were aborted)
+            summary.failed.append(_failure(source, exc))
+            if on_source is not None:
+                on_source(source, "failed")
+        finally:
+            if detector is not None and isinstance(backend, str) and hasattr(detector, "close"):
+                detector.close()
     return summary

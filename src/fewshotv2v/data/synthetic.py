@@ -522,6 +522,9 @@ def demo_pair(
     return DemoPair(image, kps, images, dkps, masks)
 
 
+MAX_SIDE = 4096  # frame side limit: a frame is rendered with float32 planes (4096^2 is ~200 MB each)
+
+
 def generate_dataset(
     out: str | Path,
     identities: int = 8,
@@ -553,6 +556,8 @@ def generate_dataset(
     h, w = int(size[0]), int(size[1])
     if h < 16 or w < 16:
         raise ConfigError(f"frame size {h}x{w} is too small (at least 16x16)")
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise ConfigError(f"frame size {h}x{w} is too large (at most {MAX_SIDE}x{MAX_SIDE})")
     root = Path(out)
     if root.exists() and any(root.iterdir()) and not overwrite:
         raise OutputExistsError(f"output folder is not empty: {root} (use --overwrite)")

@@ -5,7 +5,8 @@
   optionally with keypoints given in lockstep. Nothing is held beyond the current frame.
 - `DrivingKeypoints`: detection -> person tracking -> One-Euro smoothing, and the no-person policy:
   a frame without the person reuses the last good keypoints for up to `hold_frames` frames, after that an
-  empty label map is rendered; both kinds are counted (`DriveStats`).
+  empty label map is rendered; both kinds are counted (`DriveStats`). A video with nobody in its first
+  `NO_PERSON_SECONDS` fails there (`NoPersonError`), not after the whole video.
 - `LabelMaker`: retargeting onto the reference (`semantics.retarget`) and the label map in the reference
   crop (pose: skeleton + person mask; face: edge map).
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewshotv2v.errors import InputError
+from fewshotv2v.errors import InputError, NoPersonError
 from fewshotv2v.inference.references import quality, skeleton_mask
 from fewshotv2v.semantics.crops import crop_image
 from fewshotv2v.semantics.label_maps import build_label_map
@@ -29,6 +30,7 @@ from fewshotv2v.semantics.smoothing import OneEuroFilter
 from fewshotv2v.semantics.tracking import PersonTracker
 
 DEFAULT_FPS = 25.0
+NO_PERSON_SECONDS = 2.0  # a driving video with nobody in its first 2 s fails then, not after the whole video
 
 
 @dataclass
@@ -163,6 +165,7 @@ class DrivingKeypoints:
         self.tracker = PersonTracker()
         self.filter = OneEuroFilter(fps=fps, min_cutoff=1.0, beta=0.01) if smoothing else None
         self.stats = stats if stats is not None else DriveStats()
+        self.give_up = max(1, round(NO_PERSON_SECONDS * fps))  # frames with nobody yet before failing
         self._last: tuple[np.ndarray, np.ndarray | None] | None = None
         self._misses = 0
 
@@ -184,6 +187,12 @@ class DrivingKeypoints:
             return kps, mask
         self.stats.frames_without_person += 1
         self._misses += 1
+        if self._last is None and self._misses >= self.give_up:  # nobody in any frame so far
+            what = "face" if self.mode == "face" else "person"
+            raise NoPersonError(
+                f"no {what} detected in the first {self.give_up} frames ({NO_PERSON_SECONDS:g} s) of the "
+                "driving video"
+            )
         if self._last is not None and self._misses <= self.hold_frames:
             self.stats.frames_held += 1
             return self._last

@@ -80,15 +80,18 @@ class FlowNetwork(nn.Module):
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Backward-warp image (B, C, H, W) by flow (B, 2, H, W) in pixels: out(p) = image(p + flow(p)).
 
-    Bilinear `grid_sample`, border padding, align_corners=True (pixel centres at -1 and 1).
+    Bilinear `grid_sample`, border padding, align_corners=True (pixel centres at -1 and 1). The grid and
+    the sampling are always fp32: under bf16 autocast a bf16 grid (8-bit mantissa) is off by up to a
+    pixel at x ~ 500. The result has the image's dtype.
     """
     b, _, h, w = flow.shape
-    ys = torch.arange(h, device=flow.device, dtype=flow.dtype)
-    xs = torch.arange(w, device=flow.device, dtype=flow.dtype)
+    flow = flow.float()
+    ys = torch.arange(h, device=flow.device, dtype=torch.float32)
+    xs = torch.arange(w, device=flow.device, dtype=torch.float32)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     x = (gx + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
     y = (gy + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
-    grid = torch.stack([x, y], dim=-1)  # (B, H, W, 2)
-    return F.grid_sample(
-        image, grid.to(image.dtype), mode="bilinear", padding_mode="border", align_corners=True
-    )
+    grid = torch.stack([x, y], dim=-1)  # (B, H, W, 2) fp32
+    with torch.autocast(device_type=image.device.type, enabled=False):
+        out = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.to(image.dtype)

@@ -106,16 +106,27 @@ class ReferenceAttention(nn.Module):
 
         label (B, C, H, W); keys (B, 1, K*N, d); values (B, K, Cv, h, w) -> merged (B, Cv, h, w) and the
         attention mass per reference (B, K) (sums to 1). Energy = key . query (scale 1), softmax over all
-        K*N keys. SDPA never materialises the (N x K*N) matrix; the mass comes out of the same call by
-        appending a one-hot "which reference" channel group to the values.
+        K*N keys. The mass comes out of the same call by appending a one-hot "which reference" channel group
+        to the values.
+
+        The memory-efficient SDPA kernels (flash on CPU and CUDA) need values as wide as queries and keys
+        (d); with wider values SDPA falls back to the math kernel, which materialises the (N x K*N)
+        matrix: 1 GiB per sample in fp32 at 512 x 256, K = 4. So [values | one-hot | zero pad] is split
+        into ceil((Cv + K) / d) heads of width d that share the query and key (expanded, not copied).
         """
         b, _, cv, h, w = values.shape
-        query = self.query(label).flatten(2).transpose(1, 2).unsqueeze(1)  # (B, 1, N, d)
-        v = values.permute(0, 1, 3, 4, 2).reshape(b, 1, k * h * w, cv)  # (B, 1, K*N, Cv)
-        onehot = torch.eye(k, device=v.device, dtype=v.dtype).repeat_interleave(h * w, dim=0)
-        v = torch.cat([v, onehot.expand(b, 1, -1, -1)], dim=-1)  # (B, 1, K*N, Cv + K)
-        out = F.scaled_dot_product_attention(query, keys, v, scale=1.0)  # (B, 1, N, Cv + K)
-        out = out.squeeze(1)
+        d = keys.shape[-1]
+        # (B, 1, N, d), contiguous: fused kernels need stride 1 in the last dimension
+        query = self.query(label).flatten(2).transpose(1, 2).contiguous().unsqueeze(1)
+        v = values.permute(0, 1, 3, 4, 2).reshape(b, k * h * w, cv)  # (B, K*N, Cv)
+        heads = -(-(cv + k) // d)
+        onehot = torch.eye(k, heads * d - cv, device=v.device, dtype=v.dtype)  # one-hot + zero pad
+        onehot = onehot.repeat_interleave(h * w, dim=0).expand(b, -1, -1)  # (B, K*N, heads*d - Cv)
+        v = torch.cat([v, onehot], dim=-1).unflatten(-1, (heads, d)).transpose(1, 2)  # (B, heads, K*N, d)
+        out = F.scaled_dot_product_attention(
+            query.expand(b, heads, -1, -1), keys.expand(b, heads, -1, -1), v, scale=1.0
+        )  # (B, heads, N, d)
+        out = out.transpose(1, 2).flatten(2)  # (B, N, heads*d)
         merged = out[..., :cv].transpose(1, 2).reshape(b, cv, h, w)
-        mass = out[..., cv:].mean(dim=1)  # (B, K)
+        mass = out[..., cv : cv + k].mean(dim=1)  # (B, K)
         return merged, mass

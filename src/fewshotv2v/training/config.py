@@ -2,6 +2,8 @@
 
 Precedence, highest first: CLI flags > a TOML/JSON file (`fsv2v train --train-config FILE`) > defaults.
 The architecture is *not* here: that is `fewshotv2v.config.ModelConfig` (saved as `model_config.json`).
+The loss weights are one `LossWeights` inside it; in files and `replace()` they are the flat keys
+`w_<field>` (`w_gan`, `w_feature_matching`, ...).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,27 @@ from fewshotv2v.errors import ConfigError
 TRAIN_CONFIG_FORMAT = "fewshotv2v-train-config"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PERCEPTUAL = ("vgg", "none")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the G step's loss terms (SPEC §3), read by the trainer (`training.steps.G_TERMS`). Each
+    field `x` is the train-config key `w_x`. Adding a loss: one field here and one term in `G_TERMS`.
+    """
+
+    gan: float = 1.0
+    feature_matching: float = 10.0  # summed over D layers, averaged over scales, as the references
+    perceptual: float = 10.0
+    warp: float = 10.0
+    mask: float = 10.0
+    face: float = 10.0  # pose mode's face D
+    temporal: float = 1.0  # temporal D; only models built with use_temporal_discriminator have one
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ConfigError(f"loss weight w_{f.name} must be a number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -45,13 +68,8 @@ class TrainConfig:
     # SPEC §7: Gaussian noise on the keypoints the flow prior sees (std as a fraction of the crop height),
     # so W learns to repair prior errors as it must on real detections
     keypoint_noise: float = 0.01
-    # loss weights (SPEC §3)
-    w_gan: float = 1.0
-    w_feature_matching: float = 10.0
-    w_perceptual: float = 10.0
-    w_warp: float = 10.0
-    w_mask: float = 10.0
-    w_face: float = 10.0
+    # loss weights (SPEC §3); keys w_gan, w_feature_matching, ... in files
+    loss_weights: LossWeights = field(default_factory=LossWeights)
     perceptual: str = "vgg"  # "vgg" | "none"
     vgg_weights: str = ""  # local VGG19 weights file; empty = the hub download cache
     # numerics
@@ -116,8 +134,13 @@ class TrainConfig:
 
     # ---- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types; the loss weights as flat `w_<name>` keys."""
         data: dict[str, Any] = {"format": TRAIN_CONFIG_FORMAT}
-        data.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        for f in dataclasses.fields(self):
+            if f.name == "loss_weights":
+                data.update({f"w_{k}": v for k, v in dataclasses.asdict(self.loss_weights).items()})
+            else:
+                data[f.name] = getattr(self, f.name)
         return data
 
     @classmethod
@@ -126,7 +149,9 @@ class TrainConfig:
             raise ConfigError(f"train config must be a mapping, got {type(data).__name__}")
         data = dict(data)
         data.pop("format", None)
-        known = {f.name: f for f in dataclasses.fields(cls)}
+        weight_names = {f"w_{f.name}": f.name for f in dataclasses.fields(LossWeights)}
+        weights = {weight_names[k]: data.pop(k) for k in list(data) if k in weight_names}
+        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "loss_weights"}
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ConfigError(f"unknown train config key(s): {', '.join(unknown)}")
@@ -134,8 +159,11 @@ class TrainConfig:
             # TOML/JSON give ints for floats ("lr_g = 1" is fine); never accept strings for numbers.
             if known[name].type == "float" and isinstance(value, int) and not isinstance(value, bool):
                 data[name] = float(value)
+        weights = {
+            k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in weights.items()
+        }
         try:
-            return cls(**data)
+            return cls(**data, loss_weights=LossWeights(**weights))
         except TypeError as exc:  # pragma: no cover
             raise ConfigError(f"invalid train config: {exc}") from None
 

@@ -10,11 +10,15 @@ never involved in G's backward.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from fewshotv2v import losses as L
+from fewshotv2v.training.config import LossWeights
 
 
 class GeneratorStep(nn.Module):
@@ -77,7 +81,8 @@ def face_d_features(discriminators, real, fake, boxes, ref_image, ref_boxes):
 
 
 class DiscriminatorStep(nn.Module):
-    """Hinge D losses on one frame: image D (+ face D in pose mode). Returns `{"d_image", "d_face"}`."""
+    """Hinge D losses on one frame: image D (+ face D in pose mode, + temporal D when given T_d stacked
+    frames). Returns `{"d_image", "d_face", "d_temporal"}` (those that apply)."""
 
     def __init__(self, discriminators: nn.Module):
         super().__init__()
@@ -92,6 +97,8 @@ class DiscriminatorStep(nn.Module):
         ref_image: torch.Tensor,  # (B, 3, H, W)
         boxes: torch.Tensor,  # (B, 4) face boxes, -1 = none
         ref_boxes: torch.Tensor,  # (B, 4)
+        real_frames: torch.Tensor | None = None,  # (B, T_d*3, H, W): last T_d real frames (temporal D)
+        fake_frames: torch.Tensor | None = None,  # (B, T_d*3, H, W): the generated ones (detached here)
     ) -> dict[str, torch.Tensor]:
         d = self.discriminators
         real_f, fake_f = image_d_features(d, label, real, fake, ref_label, ref_image)
@@ -99,7 +106,89 @@ class DiscriminatorStep(nn.Module):
         if d.has_face:
             real_face, fake_face, valid = face_d_features(d, real, fake, boxes, ref_image, ref_boxes)
             out["d_face"] = L.hinge_d_loss(real_face, fake_face, valid)
+        if real_frames is not None and fake_frames is not None:
+            out["d_temporal"] = L.temporal_hinge_d_loss(d, real_frames, fake_frames)
         return out
+
+
+@dataclass
+class GFrame:
+    """What the G step's loss terms see for one frame: the generator output, the real frame and its
+    conditioning, and the D features, computed once and only when a term asks for them (face D only in
+    pose mode)."""
+
+    discriminators: nn.Module
+    perceptual: L.PerceptualLoss
+    out: dict[
+        str, torch.Tensor
+    ]  # GeneratorStep's output: image, warped_ref, mask_ref, ... (*_prev from t > 0)
+    label: torch.Tensor  # (B, C, H, W)
+    real: torch.Tensor  # (B, 3, H, W)
+    ref_label: torch.Tensor  # (B, C, H, W): the reference the generator warped
+    ref_image: torch.Tensor  # (B, 3, H, W)
+    boxes: torch.Tensor  # (B, 4) face boxes, -1 = none
+    ref_boxes: torch.Tensor  # (B, 4)
+    fake_frames: torch.Tensor | None = None  # (B, T_d*3, H, W): last T_d generated frames, this one last
+
+    @property
+    def fake(self) -> torch.Tensor:
+        return self.out["image"]
+
+    @functools.cached_property
+    def image_d(self) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+        """(real features, fake features) of the image D, per scale."""
+        return image_d_features(
+            self.discriminators, self.label, self.real, self.fake, self.ref_label, self.ref_image
+        )
+
+    def face_d(self):
+        """(fake face D features, valid (B,)), or None for a model without a face D."""
+        if not self.discriminators.has_face:
+            return None
+        return self.discriminators.face_d(self.fake, self.boxes, self.ref_image, self.ref_boxes)
+
+
+def _warp_term(f: GFrame) -> torch.Tensor:
+    return L.warp_loss(f.out["warped_ref"], f.real) + L.warp_loss(f.out.get("warped_prev"), f.real)
+
+
+def _mask_term(f: GFrame) -> torch.Tensor:
+    return L.occlusion_mask_loss(f.out["mask_ref"], f.out["warped_ref"], f.real) + L.occlusion_mask_loss(
+        f.out.get("mask_prev"), f.out.get("warped_prev"), f.real
+    )
+
+
+def _face_term(f: GFrame) -> torch.Tensor | None:
+    face = f.face_d()
+    return None if face is None else L.hinge_g_loss(*face)
+
+
+def _temporal_term(f: GFrame) -> torch.Tensor | None:
+    if f.fake_frames is None:  # no temporal D, or fewer than its T_d frames generated yet in this clip
+        return None
+    return L.temporal_hinge_g_loss(f.discriminators, f.fake_frames)
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One weighted term of the G loss: logged as `name`, weighted by the `LossWeights` field `weight`;
+    `compute(frame)` returns a scalar, or None where the term does not apply (no face D)."""
+
+    name: str
+    weight: str
+    compute: Callable[[GFrame], torch.Tensor | None]
+
+
+# The G step's loss (SPEC §3). A new loss: one `LossWeights` field and one line here.
+G_TERMS: tuple[LossTerm, ...] = (
+    LossTerm("g_gan", "gan", lambda f: L.hinge_g_loss(f.image_d[1])),
+    LossTerm("g_fm", "feature_matching", lambda f: L.feature_matching_loss(*f.image_d)),
+    LossTerm("g_perceptual", "perceptual", lambda f: f.perceptual(f.fake, f.real)),  # exact 0 when off
+    LossTerm("g_warp", "warp", _warp_term),  # warped ref and prev vs real
+    LossTerm("g_mask", "mask", _mask_term),  # occlusion masks vs warp confidence
+    LossTerm("g_face", "face", _face_term),  # pose mode: face D hinge
+    LossTerm("g_temporal", "temporal", _temporal_term),  # temporal D hinge (use_temporal_discriminator)
+)
 
 
 def generator_losses(
@@ -113,34 +202,25 @@ def generator_losses(
     ref_image: torch.Tensor,
     boxes: torch.Tensor,
     ref_boxes: torch.Tensor,
-    weights: dict[str, float],
+    weights: LossWeights,
+    fake_frames: torch.Tensor | None = None,
+    terms: tuple[LossTerm, ...] = G_TERMS,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """G losses of one frame (SPEC §3), with the discriminators frozen by the caller.
+    """G losses of one frame (SPEC §3), with the discriminators frozen by the caller. `fake_frames`: the
+    temporal D's input (`losses.stack_frames` of the last T_d generated frames, this one with its graph).
 
-    Returns (weighted total, unweighted parts). Parts: `g_gan` (hinge), `g_fm` (feature matching),
-    `g_perceptual` (VGG19; exact 0 when off), `g_warp` (warped ref and prev vs real), `g_mask` (occlusion
-    masks vs warp confidence) and, in pose mode, `g_face` (face D hinge).
+    Returns (weighted total, unweighted parts by term name; terms that do not apply are left out).
     """
-    fake = out["image"]
-    real_f, fake_f = image_d_features(discriminators, label, real, fake, ref_label, ref_image)
-    parts = {
-        "g_gan": L.hinge_g_loss(fake_f),
-        "g_fm": L.feature_matching_loss(real_f, fake_f),
-        "g_perceptual": perceptual(fake, real),
-        "g_warp": L.warp_loss(out["warped_ref"], real) + L.warp_loss(out.get("warped_prev"), real),
-        "g_mask": L.occlusion_mask_loss(out["mask_ref"], out["warped_ref"], real)
-        + L.occlusion_mask_loss(out.get("mask_prev"), out.get("warped_prev"), real),
-    }
-    if discriminators.has_face:
-        fake_face, valid = discriminators.face_d(fake, boxes, ref_image, ref_boxes)
-        parts["g_face"] = L.hinge_g_loss(fake_face, valid)
-    total = (
-        weights["gan"] * parts["g_gan"]
-        + weights["feature_matching"] * parts["g_fm"]
-        + weights["perceptual"] * parts["g_perceptual"]
-        + weights["warp"] * parts["g_warp"]
-        + weights["mask"] * parts["g_mask"]
+    frame = GFrame(
+        discriminators, perceptual, out, label, real, ref_label, ref_image, boxes, ref_boxes, fake_frames
     )
-    if "g_face" in parts:
-        total = total + weights["face"] * parts["g_face"]
+    parts: dict[str, torch.Tensor] = {}
+    total = None
+    for term in terms:
+        value = term.compute(frame)
+        if value is None:
+            continue
+        parts[term.name] = value
+        weighted = getattr(weights, term.weight) * value
+        total = weighted if total is None else total + weighted
     return total, parts

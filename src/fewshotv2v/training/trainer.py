@@ -4,9 +4,11 @@ Per step: a batch of clips with K references (K drawn from 1..K_max, the first K
 references) and T frames (T = 1 in the single-frame stage, then 2, 4, ... up to a cap). For each frame t:
 
 1. G synthesizes x~_t from s_t, the references and (t > 0) the previous output x~_{t-1} fed back detached;
-2. D step: hinge loss on (real, x~_t.detach()) for the image D (+ face D in pose mode), Adam step;
-3. G step with D frozen: hinge + feature matching + perceptual + warp + occlusion-mask (+ face) losses,
-   Adam step, EMA update.
+2. D step: hinge loss on (real, x~_t.detach()) for the image D (+ face D in pose mode; + temporal D on the
+   last T_d real vs generated frames, once the clip has T_d frames, for models with
+   `use_temporal_discriminator`), Adam step;
+3. G step with D frozen: hinge + feature matching + perceptual + warp + occlusion-mask (+ face, temporal)
+   losses, Adam step, EMA update.
 
 Numerics: bf16 autocast on CUDA by default (fp16 + GradScaler optional, fp32 on CPU), gradient clipping,
 channels_last on CUDA; a non-finite loss skips the rest of the clip, is counted, and after
@@ -28,6 +30,7 @@ import torch
 
 from fewshotv2v.config import ModelConfig
 from fewshotv2v.errors import ConfigError, DeviceError, TrainingError
+from fewshotv2v.losses import stack_frames
 from fewshotv2v.training import checkpoint as ckpt
 from fewshotv2v.training.config import TrainConfig
 from fewshotv2v.training.distributed import (
@@ -171,26 +174,28 @@ class Trainer:
             self.d_step = DDP(self.d_step, device_ids=ids, find_unused_parameters=unused_d)
         self.checkpoints = ckpt.CheckpointManager(self.run_dir, train_config.keep_last)
         self.log = LossLog(self.run_dir / "log.jsonl")
-        self.loss_weights = {
-            "gan": train_config.w_gan,
-            "feature_matching": train_config.w_feature_matching,
-            "perceptual": train_config.w_perceptual,
-            "warp": train_config.w_warp,
-            "mask": train_config.w_mask,
-            "face": train_config.w_face,
-        }
+        self.loss_weights = train_config.loss_weights  # what `generator_losses` weights its terms with
 
     # ---- loading ------------------------------------------------------------------------------------
     def _load_init(self, folder: Path) -> None:
         """Finetune: start G (and D when the folder has it) from a pretrained model folder."""
-        from fewshotv2v.models.io import D_WEIGHTS_NAME, WEIGHTS_NAME, load_weights, read_config
+        from fewshotv2v.models.io import (
+            D_WEIGHTS_NAME,
+            WEIGHTS_NAME,
+            load_weights,
+            read_config,
+            read_metadata,
+        )
 
         if read_config(folder).to_dict() != self.mcfg.to_dict():
             raise ConfigError(f"--init model {folder} has a different architecture than the training config")
         load_weights(self.generator, folder / WEIGHTS_NAME)
         if (folder / D_WEIGHTS_NAME).is_file():
             load_weights(self.discriminators, folder / D_WEIGHTS_NAME)
-        self.prev_initialised = True  # a pretrained prev-warp UNet must not be overwritten
+        # A pretrained prev-warp UNet must not be overwritten, but one that never left the single-frame
+        # stage is still its random init and gets the copy. Folders saved before this flag existed (or
+        # by other code) cannot tell: they keep their prev UNet as before.
+        self.prev_initialised = read_metadata(folder).get("prev_initialised", "True") != "False"
 
     def _load_checkpoint(self, folder: Path) -> None:
         from fewshotv2v.models.io import D_WEIGHTS_NAME, WEIGHTS_NAME, load_weights
@@ -221,12 +226,11 @@ class Trainer:
 
     # ---- schedule helpers ------------------------------------------------------------------------
     def _init_prev_from_ref(self) -> None:
-        """Start of the temporal stage: the prev-warp UNet starts as a copy of the reference one."""
-        g = self.generator
-        if hasattr(g, "init_prev_combine_from_ref"):
+        """Start of the temporal stage: the prev-warp UNet starts as a copy of the reference one, in the
+        raw generator and in the EMA copy (which is what gets saved; left alone it would keep averaging
+        toward the prev UNet's random init)."""
+        for g in (self.generator, self.ema.module):
             g.init_prev_combine_from_ref()
-        elif hasattr(g, "combine_prev") and hasattr(g, "combine_ref"):
-            g.combine_prev.load_state_dict(g.combine_ref.state_dict())
         self.prev_initialised = True
 
     def _draw_k(self, step: int) -> int:
@@ -293,8 +297,12 @@ class Trainer:
         self.generator.train()
         self.discriminators.train()
         sums: dict[str, torch.Tensor] = {}  # per-loss sums over frames, kept on the device (no sync)
-        done = 0
+        counts: dict[str, int] = {}  # frames each loss was computed on (temporal: only t >= T_d - 1)
         prev_image = prev_label = None
+        # temporal D: the last T_d - 1 real and generated (detached) frames of this clip
+        history = self.discriminators.temporal_frames - 1 if self.discriminators.has_temporal else None
+        real_hist: list[torch.Tensor] = []
+        fake_hist: list[torch.Tensor] = []
         skipped = False
         for t in range(clip_len):
             label, real = self._to_device(labels[:, t]), self._to_device(images[:, t])
@@ -318,10 +326,18 @@ class Trainer:
                 ref_boxes_all[rows, idx],
             )
 
+            real_frames = fake_frames = None
+            if history is not None and len(fake_hist) == history:
+                real_frames = stack_frames([*real_hist, real])
+                fake_frames = stack_frames([*fake_hist, fake.float()])  # this frame keeps its graph
+
             # D step on the detached output
             self.discriminators.requires_grad_(True)
             with self._autocast():
-                d_parts = self.d_step(label, real, fake.detach(), ref_label, ref_image, boxes, ref_boxes)
+                d_parts = self.d_step(
+                    label, real, fake.detach(), ref_label, ref_image, boxes, ref_boxes, real_frames,
+                    fake_frames.detach() if fake_frames is not None else None,
+                )  # fmt: skip
             loss_d = sum(d_parts.values())
             if not all_finite(loss_d, self.info):
                 skipped = True
@@ -342,6 +358,7 @@ class Trainer:
                     boxes=boxes,
                     ref_boxes=ref_boxes,
                     weights=self.loss_weights,
+                    fake_frames=fake_frames,
                 )
             if not all_finite(loss_g, self.info):
                 skipped = True
@@ -350,9 +367,11 @@ class Trainer:
             self.ema.update(self.generator)
             for name, value in {**d_parts, **g_parts, "g_total": loss_g}.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().float()
-            done += 1
+                counts[name] = counts.get(name, 0) + 1
             # feed the output back, detached: no backpropagation through time
             prev_image, prev_label = fake.detach().float(), label
+            if history:
+                real_hist, fake_hist = [*real_hist, real][-history:], [*fake_hist, prev_image][-history:]
         self.discriminators.requires_grad_(True)
         if skipped:
             self.nonfinite += 1
@@ -364,7 +383,7 @@ class Trainer:
                 )
         self.step += 1
         means = torch.stack(list(sums.values())).cpu().tolist() if sums else []  # one host sync
-        totals = {name: value / done for name, value in zip(sums, means, strict=True)}
+        totals = {name: value / counts[name] for name, value in zip(sums, means, strict=True)}
         return StepResult(step, totals, k, clip_len, skipped, time.perf_counter() - t0)
 
     # ---- outputs (rank 0) ---------------------------------------------------------------------------
@@ -374,7 +393,7 @@ class Trainer:
         from fewshotv2v.models.io import save_pretrained
 
         def write(folder: Path) -> None:
-            meta = {"step": self.step, "ema": True}
+            meta = {"step": self.step, "ema": True, "prev_initialised": self.prev_initialised}
             save_pretrained(folder, self.ema.module, discriminators=self.discriminators, metadata=meta)
             # the raw generator, as save_pretrained stores weights: detached, contiguous CPU copies
             raw = {k: v.detach().cpu().contiguous().clone() for k, v in self.generator.state_dict().items()}

@@ -195,6 +195,7 @@ class VideoReader:
                     container.seek(int((self.start + t0) / stream.time_base), stream=stream, backward=True)
             n = decoded = 0
             last_t = 0.0
+            stopped = False  # at `end`: the rest of the file is not read, so nothing to compare
             for av_frame in _decode_safely(container, stream, self._counter, self.path):
                 decoded += 1
                 if av_frame.time is not None:
@@ -206,6 +207,7 @@ class VideoReader:
                 if where < 0:
                     continue
                 if where > 0:
+                    stopped = True
                     break
                 rotation = int(av_frame.rotation or 0)
                 w, h = av_frame.width, av_frame.height
@@ -220,6 +222,30 @@ class VideoReader:
                 n += 1
             if decoded == 0:
                 raise InputError(f"no decodable frames in {self.path} (empty or corrupt video)")
+            if not stopped:
+                _warn_if_truncated(self.path, stream, decoded, last_t, seeked=bool(self.start))
+
+
+def _warn_if_truncated(path: Path, stream, decoded: int, last_t: float, *, seeked: bool) -> None:
+    """The stream ended before the container says it should: a `FewShotV2VWarning` with the counts (the
+    CLI prints it as one `warning:` line). After a seek the frames before it were never decoded, so
+    the last timestamp is compared with the stream's duration instead."""
+    import warnings
+
+    from fewshotv2v.errors import FewShotV2VWarning
+
+    expected = int(stream.frames or 0)
+    if not seeked and expected and decoded < expected:
+        message = (
+            f"{path}: decoded {decoded} of the {expected} frames its header lists (truncated or damaged?)"
+        )
+    else:
+        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+        step = 1.0 / _stream_fps(stream)
+        if not (seeked and duration and last_t + 2 * step < duration - step):
+            return
+        message = f"{path}: the video stops at {last_t:.2f} s of {duration:.2f} s (truncated or damaged?)"
+    warnings.warn(message, FewShotV2VWarning, stacklevel=4)
 
 
 def _resample(frames: Iterator[Frame], fps: float, start: float | None) -> Iterator[Frame]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -40,6 +41,66 @@ def _prepare_output(path: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"output exists: {path} (use --overwrite)")
 
 
+_TMP_TAG = ".fsv2v-tmp-"  # temp files: .<name>.fsv2v-tmp-<pid>-<random>.mp4 next to the output
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only (POSIX)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # another user's process: alive
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temp files of `path` left by writer processes that no longer run (killed, crashed);
+    returns what was removed. Temp files of running processes are left alone. POSIX only (elsewhere
+    there is no harmless way to ask whether a pid is alive)."""
+    if os.name != "posix" or not path.parent.is_dir():
+        return []
+    prefix = f".{path.name}{_TMP_TAG}"
+    removed = []
+    for entry in path.parent.iterdir():
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".mp4")):
+            continue
+        pid_text = name[len(prefix) :].split("-", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Rename the finished temp file to `path`. Without `overwrite` this never replaces a file that
+    appeared meanwhile (another writer of the same output): `os.link` fails if `path` exists, atomically.
+    Filesystems without hard links fall back to check-then-rename."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputExistsError(
+            f"output exists: {path} (written by another process meanwhile; use --overwrite)"
+        ) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK,
+                             errno.ENOSYS, errno.EACCES):  # fmt: skip
+            raise
+        if path.exists():
+            raise OutputExistsError(
+                f"output exists: {path} (written by another process meanwhile; use --overwrite)"
+            ) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
 def _even_pad(image: np.ndarray) -> np.ndarray:
     """yuv420p needs even width and height: repeat the last row / column if odd."""
     h, w = image.shape[:2]
@@ -52,8 +113,11 @@ class VideoWriter:
     """Streaming H.264 (libx264, yuv420p, crf) MP4 writer with optional audio passthrough.
 
     Use as a context manager and call `.write(image uint8 (H, W, 3))` per frame. It writes
-    `.<name>.tmp-XXXX.mp4` next to the output and renames it on a clean exit; on any exception (Ctrl-C
-    included) the temp file is removed and nothing is left behind. Odd sizes are padded to even.
+    `.<name>.fsv2v-tmp-<pid>-XXXX.mp4` next to the output and renames it on a clean exit; on any exception
+    (Ctrl-C, and SIGTERM under the CLI, included) the temp file is removed and nothing is left behind;
+    temp files of dead processes (killed with -9, crashed) are removed by the next writer of the same
+    output. Without `overwrite` the final rename never replaces a file that appeared meanwhile (another
+    writer): `OutputExistsError`. Odd sizes are padded to even.
 
     `audio_from`: a media file whose first audio track is copied (remuxed, or transcoded to AAC when the
     container refuses the codec), starting at `audio_offset` seconds of the source and trimmed to the video.
@@ -101,7 +165,9 @@ class VideoWriter:
 
     def open(self) -> None:
         _prepare_output(self.path, self.overwrite)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.tmp-", suffix=".mp4")
+        remove_stale_temps(self.path)
+        prefix = f".{self.path.name}{_TMP_TAG}{os.getpid()}-"
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=prefix, suffix=".mp4")
         os.close(fd)
         self._tmp = Path(tmp)
         try:
@@ -230,7 +296,7 @@ class VideoWriter:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
-            os.replace(self._tmp, self.path)
+            _move_into_place(self._tmp, self.path, self.overwrite)
             self._tmp = None
         except BaseException:
             self.abort()

@@ -141,7 +141,9 @@ def _as_array(landmarks, with_visibility: bool = False) -> np.ndarray | None:
 class MediaPipeBackend(Backend):
     """Single-person whole-body keypoints + person mask with mediapipe Holistic (``model_complexity=1``,
     the model shipped in the wheel). ``static_image_mode=True`` for unrelated images; the default video
-    mode tracks between frames (call :meth:`close` or use a new backend per video)."""
+    mode tracks between frames (call :meth:`close` or use a new backend per video). Holistic's video-mode
+    graph cannot change frame size (its segmentation smoothing fails a RET_CHECK): a frame of another size
+    restarts the graph."""
 
     name = "mediapipe"
 
@@ -155,24 +157,37 @@ class MediaPipeBackend(Backend):
         refine_face_landmarks: bool = True,
         min_visibility: float = 0.5,
     ) -> None:
-        mp = require("mediapipe", "pose")
-        self._first = True
+        self._mp = require("mediapipe", "pose")
         self._segmentation = segmentation
         self._min_visibility = min_visibility
+        self._options = dict(
+            static_image_mode=static_image_mode,
+            model_complexity=1,
+            smooth_landmarks=True,
+            enable_segmentation=segmentation,
+            refine_face_landmarks=refine_face_landmarks,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+        )
+        self._holistic = None
+        self._hw: tuple[int, int] | None = None  # frame size the graph has seen
+        self._start()
+
+    def _start(self) -> None:
+        self._first = True
         with _quiet_native_stderr():  # graph start-up notices from TFLite / absl
-            self._holistic = mp.solutions.holistic.Holistic(
-                static_image_mode=static_image_mode,
-                model_complexity=1,
-                smooth_landmarks=True,
-                enable_segmentation=segmentation,
-                refine_face_landmarks=refine_face_landmarks,
-                min_detection_confidence=min_detection_confidence,
-                min_tracking_confidence=min_tracking_confidence,
-            )
+            self._holistic = self._mp.solutions.holistic.Holistic(**self._options)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """``image`` uint8 RGB ``(H, W, 3)`` -> zero or one :class:`Detection`."""
         img = check_image(image)
+        if self._holistic is None:
+            raise RuntimeError("this MediaPipeBackend was closed")
+        hw = img.shape[:2]
+        if self._hw is not None and hw != self._hw and not self._options["static_image_mode"]:
+            self.close()  # tracking cannot carry over a size change anyway
+            self._start()
+        self._hw = hw
         if self._first:  # the first frame starts the per-model calculators, which log too
             self._first = False
             with _quiet_native_stderr():
@@ -193,5 +208,6 @@ class MediaPipeBackend(Backend):
 
     def close(self) -> None:
         if self._holistic is not None:
-            self._holistic.close()
-            self._holistic = None
+            holistic, self._holistic = self._holistic, None
+            with contextlib.suppress(RuntimeError):  # a graph that already failed raises its error again
+                holistic.close()
