@@ -70,6 +70,7 @@ def synth(
         bool | None,
         typer.Option("--side-by-side", help="Write driving frame | skeleton | result side by side."),
     ] = None,
+    threads: _common.ThreadsOption = None,
     overwrite: Annotated[
         bool | None, typer.Option("--overwrite", help="Replace an existing output file.")
     ] = None,
@@ -77,7 +78,8 @@ def synth(
     """Synthesize a video of the reference person/face driven by a video (few-shot vid2vid)."""
     from fewshotv2v.pipeline import Pipeline
 
-    settings = _common.settings(device=device, dtype=dtype, model=model)
+    settings = _common.settings(device=device, dtype=dtype, model=model, threads=threads)
+    _common.apply_threads(settings, detector=True)  # the detector runs beside the model
     # Not through Settings: plug-in backends registered with `register_backend` have names of their own.
     backend = backend or settings.backend
     pipe = Pipeline.from_pretrained(
