@@ -6,6 +6,7 @@ A steady-state frame = K = 1 references encoded once (cached generated weights),
     python benchmarks/generator.py --preset tiny --device cpu --frames 20
     python benchmarks/generator.py --preset pose --device cuda --dtype bf16 --frames 50 \
         --compile --channels-last
+    python benchmarks/generator.py --preset pose --device cuda --dtype bf16 --frames 50 --cuda-graph
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the generator")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument(
+        "--cuda-graph", action="store_true", help="replay the frame as a CUDA graph (inference.cuda_graph)"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -64,10 +68,15 @@ def main(argv: list[str] | None = None) -> dict:
         refs = generator.encode_references(rand(b, 1, 3, h, w) * 2 - 1, rand(b, 1, c, h, w))
         labels = [rand(b, c, h, w) for _ in range(2)]
         prev = model(labels[0], refs).image  # frame 0: reference warp only
+        step = lambda label, prev_image, prev_label: model(label, refs, prev_image, prev_label).image  # noqa: E731
+        if args.cuda_graph:
+            from fewshotv2v.inference.cuda_graph import GraphedFrame
+
+            step = GraphedFrame(model, refs)  # captured at the first warm-up frame; eager without CUDA
         for i in range(args.warmup + args.frames):
             sync()
             start = time.perf_counter()
-            prev = model(labels[i % 2], refs, prev_image=prev, prev_label=labels[(i + 1) % 2]).image
+            prev = step(labels[i % 2], prev, labels[(i + 1) % 2])
             sync()
             if i >= args.warmup:
                 times.append(time.perf_counter() - start)
@@ -86,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": args.threads if device.type == "cpu" else None,
         "compile": args.compile,
         "channels_last": args.channels_last,
+        "cuda_graph": bool(args.cuda_graph and getattr(step, "graph", None) is not None),
         "parameters_m": round(count_parameters(generator) / 1e6, 3),
         "frames": args.frames,
         "ms_per_frame_median": round(statistics.median(times) * 1e3, 3),

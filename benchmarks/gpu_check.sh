@@ -9,7 +9,7 @@ PY=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 echo "== CUDA tests"
-timeout 240 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tail -8
+timeout 240 $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py tests/test_cuda_graph.py 2>&1 | tail -8
 echo "== generator, bf16, steady-state frame"
 for preset in face face512 street; do
   timeout 90 $PY benchmarks/generator.py --preset "$preset" --device cuda --dtype bf16 --frames 20
@@ -19,3 +19,6 @@ timeout 120 $PY benchmarks/train.py --preset pose --device cuda --precision bf16
     --k 2 --perceptual vgg-random --steps 5
 echo "== fsv2v demo on CUDA"
 timeout 90 $PY -m fewshotv2v demo -o "$OUT/demo_cuda.mp4" --device cuda --overwrite
+echo "== generator, pose, bf16, CUDA graph vs eager (inference.cuda_graph, unmeasured so far)"
+timeout 90 $PY benchmarks/generator.py --preset pose --device cuda --dtype bf16 --frames 30 --cuda-graph
+timeout 90 $PY benchmarks/generator.py --preset pose --device cuda --dtype bf16 --frames 30

@@ -1,16 +1,23 @@
-"""Synthesis benchmark (`Pipeline`, random weights): frames/s end to end and model only, and peak RSS
-against the driving video's length. Prints JSON.
+"""Synthesis benchmark (`Pipeline`, random weights): each stage alone, end to end in series and
+overlapped, and peak RSS against the driving video's length. Prints JSON.
 
-- end to end = decode the driving MP4 + keypoints + retarget + render + generator + H.264 encode, through
-  `Pipeline.synthesize`. Keypoints come with the frames (synthetic people with exact keypoints,
-  `data.synthetic`), so the detector's cost is measured separately (`mediapipe_ms_per_frame`, on the same
-  frames, when mediapipe is installed).
-- model only = `Generator.forward` per frame (K = 1, previous frame fed back), after one warm-up frame.
-- peak RSS: a fresh process synthesizes a 10 s and a 60 s driving video with the tiny model; streaming
-  means the two peaks are about the same.
+Stages (milliseconds per frame, each timed alone on the same frames):
+- `decode`: reading the driving MP4 (PyAV);
+- `inputs`: the producer stage, `Pipeline._inputs` = decode + keypoints (given with the synthetic frames,
+  or detected with `--detector mediapipe`) + smoothing + retargeting + label map;
+- `model`: the model stage, `Pipeline._frames` on those inputs = generator + conversion to uint8;
+- `encode`: H.264 of the output frames (`VideoWriter`).
+End to end: `Pipeline.synthesize` in series (`prefetch=0`) and overlapped (`prefetch=2`: producer thread,
+model on the caller's thread, encoder thread), alternated `--repeats` times; medians. Issue 12's goal is
+`overlapped_fps >= 0.8 x slowest_stage_fps` (`goal_ratio` below).
 
-    python benchmarks/synth.py                       # CPU: tiny + a short pose run, RSS 10 s vs 60 s
-    python benchmarks/synth.py --presets tiny --rss-seconds 10 60 --rss-fps 5
+Keypoints come with the frames (synthetic people with exact keypoints, `data.synthetic`) unless
+`--detector mediapipe`. The peak RSS part runs a fresh process per driving video (10 s, 60 s): streaming
+means the two peaks are about the same.
+
+    python benchmarks/synth.py --presets tiny --frames 48 --rss-seconds          # stages + end to end
+    python benchmarks/synth.py --presets tiny --frames 24 --detector mediapipe --rss-seconds
+    python benchmarks/synth.py --presets tiny --rss-seconds 10 60 --rss-fps 5    # + flat memory
     python benchmarks/synth.py --device cuda --dtype bf16 --presets pose --frames 30 --rss-seconds
 """
 
@@ -56,7 +63,7 @@ def _reference():
     return image, kps, mask
 
 
-def _pipeline(preset: str, folder: Path, device: str, dtype: str):
+def _pipeline(preset: str, folder: Path, device: str, dtype: str, backend="none"):
     import torch
 
     from fewshotv2v.config import ModelConfig
@@ -68,7 +75,7 @@ def _pipeline(preset: str, folder: Path, device: str, dtype: str):
     model_dir = folder / preset
     if not model_dir.exists():
         save_pretrained(model_dir, Generator(ModelConfig.preset(preset)))
-    pipe = Pipeline.from_pretrained(model_dir, device=device, dtype=dtype, backend="none")
+    pipe = Pipeline.from_pretrained(model_dir, device=device, dtype=dtype, backend=backend)
     image, kps, mask = _reference()
     pipe.set_references([image], keypoints=[kps], masks=[mask])
     return pipe
@@ -81,44 +88,118 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench_preset(preset: str, frames: int, folder: Path, drive: Path, device: str, dtype: str) -> dict:
-    import numpy as np
-    import torch
+def _median(values: list[float]) -> float:
+    import statistics
 
-    pipe = _pipeline(preset, folder, device, dtype)
+    return statistics.median(values)
+
+
+def _ms(seconds: float, frames: int) -> float:
+    return round(1000 * seconds / max(1, frames), 2)
+
+
+def stage_times(pipe, drive: Path, kps, frames: int, detector, folder: Path, device: str) -> dict:
+    """Milliseconds per frame of each stage alone (see the module docstring)."""
+    from fewshotv2v.inference.driving import DriveStats, drive_source
+    from fewshotv2v.video import VideoWriter, read_frames
+
+    given = None if detector is not None else iter(kps)
+    t0 = time.perf_counter()
+    for _ in read_frames(drive, max_frames=frames):
+        pass
+    decode = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    inputs = list(pipe._inputs(drive_source(drive, keypoints=given, max_frames=frames), detector))
+    produce = time.perf_counter() - t0
+
+    _sync(device)
+    t0 = time.perf_counter()
+    outputs = list(pipe._frames(iter(inputs), DriveStats(), False))
+    _sync(device)
+    model = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    with VideoWriter(folder / "encode.mp4", 10.0, overwrite=True) as writer:
+        for image in outputs:
+            writer.write(image)
+    encode = time.perf_counter() - t0
+    n = len(inputs)
+    return {
+        "decode": _ms(decode, n),
+        "inputs": _ms(produce, n),
+        "model": _ms(model, n),
+        "encode": _ms(encode, n),
+    }
+
+
+def bench_preset(
+    preset: str,
+    frames: int,
+    folder: Path,
+    drive: Path,
+    device: str,
+    dtype: str,
+    *,
+    repeats: int = 3,
+    detector: str = "none",
+) -> dict:
+    """Stages alone, then end to end in series and overlapped, alternated `repeats` times."""
+    import numpy as np
+
+    from fewshotv2v.errors import NoPersonError
+
+    det = None
+    if detector != "none":
+        from fewshotv2v.semantics.backends import get_backend
+
+        det = get_backend(detector)  # one object for every run (the pipeline does not close it)
+    pipe = _pipeline(preset, folder, device, dtype, backend=det or "none")
     kps = np.load(drive.with_suffix(".npy"))
-    # end to end (the first frame includes warm-up: run one frame first)
-    pipe.synthesize(
-        drive=drive, output=folder / "warm.mp4", drive_keypoints=iter(kps), max_frames=1, overwrite=True
-    )
-    result = pipe.synthesize(
-        drive=drive,
-        output=folder / f"{preset}.mp4",
-        drive_keypoints=iter(kps),
-        max_frames=frames,
-        overwrite=True,
-    )
-    # model only: the generator on fixed label maps, previous frame fed back
+
+    def run(prefetch: int, n: int) -> float:
+        pipe.prefetch = prefetch
+        given = None if det is not None else iter(kps)
+        try:
+            result = pipe.synthesize(
+                drive=drive, output=folder / f"{preset}.mp4", drive_keypoints=given, max_frames=n,
+                overwrite=True,
+            )  # fmt: skip
+        except NoPersonError:  # the detector found nobody: the timing still stands
+            return float("nan")
+        return result.fps
+
+    run(2, 2)  # warm-up (first frames, allocator, detector graph)
+    stages_runs, serial, overlapped = [], [], []
+    for i in range(repeats):
+        stages_runs.append(stage_times(pipe, drive, kps, frames, det, folder, device))
+        for prefetch in (0, 2) if i % 2 == 0 else (2, 0):  # alternate the order: the machine drifts
+            (serial if prefetch == 0 else overlapped).append(run(prefetch, frames))
+    if det is not None:
+        det.close()
+    stages = {k: _median([r[k] for r in stages_runs]) for k in stages_runs[0]}
+    slowest = max(stages["inputs"], stages["model"], stages["encode"])  # decode is inside `inputs`
+    slowest_fps = 1000 / slowest
+    over = _median(overlapped)
     config = pipe.config
-    label = torch.rand(1, config.label_nc, config.height, config.width, device=pipe.device)
-    prev = None
-    times = []
-    with torch.inference_mode(), pipe._autocast():
-        for i in range(frames + 1):
-            _sync(device)
-            t0 = time.perf_counter()
-            out = pipe.generator(label, pipe._state, *((prev, label) if prev is not None else (None, None)))
-            prev = out.image.float()
-            _sync(device)
-            if i:  # frame 0 is the warm-up
-                times.append(time.perf_counter() - t0)
     return {
         "preset": preset,
         "size": [config.height, config.width],
-        "frames": result.frames,
-        "end_to_end_fps": round(result.fps, 3),
-        "model_only_fps": round(len(times) / sum(times), 3),
-        "model_ms_per_frame": round(1000 * sum(times) / len(times), 2),
+        "detector": detector,
+        "frames": frames,
+        "repeats": repeats,
+        "stage_ms_per_frame": stages,
+        "sum_of_stages_fps": round(1000 / (stages["inputs"] + stages["model"] + stages["encode"]), 2),
+        "slowest_stage": max(("inputs", "model", "encode"), key=stages.get),
+        "slowest_stage_fps": round(slowest_fps, 2),
+        "end_to_end_fps": {"serial": round(_median(serial), 2), "overlapped": round(over, 2)},
+        "end_to_end_fps_runs": {
+            "serial": [round(x, 2) for x in serial],
+            "overlapped": [round(x, 2) for x in overlapped],
+        },
+        "speedup_overlapped_vs_serial": round(over / _median(serial), 3),
+        "goal_ratio": round(over / slowest_fps, 3),  # issue 12: >= 0.8
+        "model_only_fps": round(1000 / stages["model"], 2),
     }
 
 
@@ -180,6 +261,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="serial / overlapped alternations")
+    parser.add_argument("--detector", default="none", help="none (keypoints given) or mediapipe")
     parser.add_argument("--rss-seconds", type=float, nargs="*", default=[10.0, 60.0])
     parser.add_argument("--rss-fps", type=float, default=5.0, help="fps of the RSS driving videos")
     parser.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
@@ -194,11 +277,24 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {"device": args.device, "dtype": args.dtype, "threads": args.threads, "presets": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        drive = _drive_video(folder / "drive.mp4", 4.0, 10.0)
+        longest = max(args.frames, args.pose_frames)
+        drive = _drive_video(folder / "drive.mp4", max(4.0, (longest + 1) / 10.0), 10.0)
         for preset in args.presets:
             n = args.frames if preset.startswith("tiny") or args.device != "cpu" else args.pose_frames
-            report["presets"].append(bench_preset(preset, n, folder, drive, args.device, args.dtype))
-        report["mediapipe_ms_per_frame"] = bench_mediapipe(drive, 5)
+            report["presets"].append(
+                bench_preset(
+                    preset,
+                    n,
+                    folder,
+                    drive,
+                    args.device,
+                    args.dtype,
+                    repeats=args.repeats,
+                    detector=args.detector,
+                )  # fmt: skip
+            )
+        if args.detector == "none":
+            report["mediapipe_ms_per_frame"] = bench_mediapipe(drive, 5)
         rss = []
         for seconds in args.rss_seconds:
             video = _drive_video(folder / f"drive_{int(seconds)}s.mp4", seconds, args.rss_fps)

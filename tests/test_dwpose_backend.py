@@ -190,3 +190,15 @@ def test_default_models_come_from_the_hub_folder(models, monkeypatch):
     monkeypatch.setattr(hub, "download", fake_download)
     backend = get_backend("dwpose")
     assert calls == ["dwpose"] and len(backend.detect(np.zeros((IMG_H, IMG_W, 3), np.uint8))) == 2
+
+
+def test_sessions_use_the_detector_thread_budget(models):
+    det, pose = models
+    explicit = get_backend("dwpose", det_model=det, pose_model=pose, threads=3)
+    for session in (explicit._det, explicit._pose):
+        opts = session.get_session_options()
+        assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (3, 1)
+    from fewshotv2v.threads import detector_threads
+
+    default = get_backend("dwpose", det_model=det, pose_model=pose)  # the `threads` setting's share
+    assert default._pose.get_session_options().intra_op_num_threads == detector_threads()

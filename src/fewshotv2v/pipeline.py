@@ -14,6 +14,10 @@ frame at a time, so memory stays flat with the video's length. The generator wor
 (the model's size, e.g. 512 x 256 for pose): the output video has the model's size and the driving video's
 fps and audio. `stream()` is the same loop as a generator of uint8 frames, for library use.
 
+The stages overlap (`inference.overlap`): decode .. label map run in a producer thread (`_inputs`), the
+generator on the caller's thread, and `synthesize` encodes in a writer thread, through bounded queues
+(`prefetch` frames each), so the frame rate approaches the slowest stage's rather than their sum.
+
 The keypoint source is pluggable: `backend` is a registered detector name (`semantics.backends`), any object
 with `.detect(image) -> list[Detection]`, or `"none"` when keypoints are passed alongside the frames
 (tests, synthetic data with exact keypoints).
@@ -23,9 +27,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +38,9 @@ from fewshotv2v.inference.driving import DriveStats, DrivingKeypoints, LabelMake
 from fewshotv2v.inference.references import Reference, largest, pick_reference_frames, prepare_reference
 
 ImageLike = str | Path | np.ndarray
+
+if TYPE_CHECKING:  # framing imports torch; the pipeline module itself does not
+    from fewshotv2v.inference.framing import FrameTarget
 
 
 @dataclass
@@ -59,6 +66,17 @@ class SynthesisResult:
                 f"({self.frames_held} held, {self.frames_empty} empty)"
             )
         return line
+
+
+@dataclass
+class _FrameInput:
+    """What the producer stage hands to the model stage for one driving frame."""
+
+    image: np.ndarray  # the driving frame, uint8 (H, W, 3)
+    label: np.ndarray | None  # its retargeted label map, float32 (C, H, W) at the model's size
+    counts: DriveStats  # no-person counts up to and including this frame
+    # Full resolution (SPEC §7): where the frame lands on the canvas; None = nobody to draw
+    target: FrameTarget | None = None
 
 
 def _load_image(item: ImageLike, what: str) -> tuple[np.ndarray, str]:
@@ -88,6 +106,8 @@ class Pipeline:
         hold_frames: driving frames without a person reuse the last keypoints for up to this many frames,
             then an empty label map is rendered (both counted in the result).
         smoothing: One-Euro smoothing of the driving keypoints.
+        prefetch: frames made ahead by the producer thread and queued for the encoder thread; 0 runs the
+            stages in series on the caller's thread (no threads).
     """
 
     def __init__(
@@ -102,6 +122,7 @@ class Pipeline:
         smoothing: bool = True,
         size: int | None = None,
         keep_centered: bool = False,
+        prefetch: int = 2,
     ):
         from fewshotv2v.inference.framing import DEFAULT_SIZE, MAX_SIZE
         from fewshotv2v.settings import resolve_device, resolve_dtype
@@ -126,6 +147,7 @@ class Pipeline:
         self.size = size if self.config.composite == "warp" else None
         self.keep_centered = keep_centered
         self._composer = None  # inference.framing.Composer, made by set_references
+        self.prefetch = prefetch
         self._backend_spec = backend
         self.references: list[Reference] = []
         self._state = None  # ReferenceState, computed by set_references
@@ -353,90 +375,82 @@ class Pipeline:
     def _stream(self, source, side_by_side: bool) -> Iterator[np.ndarray]:
         stats = self.last_stats = DriveStats()
         detector = self._open_detector(static=False) if not source.keypoints_given else None
+        inputs = self._inputs(source, detector)
+        if self.prefetch > 0:  # decode .. label map in a producer thread, ahead of the model
+            from fewshotv2v.inference.overlap import prefetch
+
+            inputs = prefetch(inputs, self.prefetch, name="fsv2v-inputs")
         try:
-            yield from self._frames(source, detector, stats, side_by_side)
+            yield from self._frames(inputs, stats, side_by_side)
         finally:  # also when the consumer stops early (generator closed)
+            inputs.close()  # stops (and joins) the producer before its detector is closed
             self._close_detector(detector)
         if stats.frames and stats.frames == stats.frames_empty:
             raise NoPersonError("no person detected in any frame of the driving video")
 
-    def _frames(self, source, detector, stats: DriveStats, side_by_side: bool) -> Iterator[np.ndarray]:
-        import torch
-
-        from fewshotv2v.inference.compose import label_to_image, tensor_to_image
-        from fewshotv2v.inference.compose import side_by_side as compose
-
+    def _inputs(self, source, detector) -> Iterator[_FrameInput]:
+        """The producer stage: driving frame -> keypoints (detect + track, or given) -> smoothing ->
+        retargeting -> label map (and, at full resolution, the frame's place on the canvas). Numpy only:
+        it runs in its own thread (`prefetch`)."""
+        counts = DriveStats()  # the producer's own counts, handed over with each frame
         keypoints = DrivingKeypoints(
             detector,
             mode=self.mode,
             hold_frames=self.hold_frames,
             smoothing=self.smoothing,
             fps=source.fps,
-            stats=stats,
+            stats=counts,
         )
-        if self._composer is not None:
-            yield from self._frames_full(source, keypoints, stats, side_by_side)
-            return
-        labeler = LabelMaker(self.config, self.references[0].keypoints)
-        prev_image = prev_label = None
+        composer = self._composer
+        if composer is not None:
+            composer.retarget.reset()  # a new driving video: its frame 0 fixes the driving statistics
+        else:
+            labeler = LabelMaker(self.config, self.references[0].keypoints)
         for image, given, t in source:
             kps, mask = keypoints(image, given, t)
-            label = labeler(kps, mask)  # (C, H, W) float32
-            label_t = torch.from_numpy(label)[None].to(self.device)  # (1, C, H, W)
-            with torch.inference_mode(), self._autocast():
-                out = self._active_generator()(label_t, self._state, prev_image, prev_label)
-            # Frame t-1 for the next step (SPEC §5: frame 0 warps the reference only).
-            prev_image, prev_label = out.image.float(), label_t
-            result = tensor_to_image(out.image)
-            stats.frames += 1
-            yield compose(image, label_to_image(label), result) if side_by_side else result
+            if composer is None:
+                yield _FrameInput(image, labeler(kps, mask), replace(counts))  # label (C, H, W) float32
+            else:
+                target = composer.target(kps, mask) if kps is not None else None
+                label = target.label if target is not None else None
+                yield _FrameInput(image, label, replace(counts), target)
 
-    def _frames_full(self, source, keypoints, stats: DriveStats, side_by_side: bool) -> Iterator[np.ndarray]:
-        """Models with the warp composite (SPEC §7): the model runs in a crop that follows the retargeted
-        body on the reference photo; its flow, mask and H output are composited at the photo's resolution
-        (`inference.framing`)."""
+    def _frames(self, inputs: Iterable[_FrameInput], stats: DriveStats, side_by_side: bool):
+        """The model stage, on the caller's thread: label map -> generator -> uint8 frame (at full
+        resolution: the generator's flow, mask and H output composited on the reference photo,
+        `inference.framing`)."""
         import torch
 
         from fewshotv2v.inference.compose import label_to_image, tensor_to_image
         from fewshotv2v.inference.compose import side_by_side as compose
 
-        composer = self._composer
-        composer.retarget.reset()  # a new driving video: frame 0 fixes the driving statistics
+        generator, composer = self._active_generator(), self._composer
         prev_image = prev_label = None
-        for image, given, t in source:
-            kps, mask = keypoints(image, given, t)
-            if kps is None:  # nobody to draw: the plate (pose) or the photo (face)
-                frame, label, prev_image, prev_label = composer.empty_frame(), None, None, None
+        for item in inputs:
+            if item.label is None:  # full resolution, nobody to draw: the plate (pose) or the photo (face)
+                frame, prev_image, prev_label = composer.empty_frame(), None, None
+                label = np.zeros((1, *self.config.size), np.float32)
             else:
-                target = composer.target(kps, mask)
-                label = target.label
-                label_t = torch.from_numpy(label)[None].to(self.device)  # (1, C, h, w)
-                kps_t = torch.from_numpy(target.keypoints)[None].to(self.device)  # (1, 137, 3)
-                transforms = (
-                    torch.from_numpy(target.transforms)[None].to(self.device)  # (1, K, 3)
-                    if target.transforms is not None
-                    else None
-                )
+                label = item.label
+                label_t = torch.from_numpy(label)[None].to(self.device)  # (1, C, H, W)
+                extra = {}
+                if item.target is not None:
+                    extra["keypoints"] = torch.from_numpy(item.target.keypoints)[None].to(self.device)
+                    if item.target.transforms is not None:  # (1, K, 3) target crop -> reference crops
+                        extra["ref_transform"] = torch.from_numpy(item.target.transforms)[None].to(
+                            self.device
+                        )
                 with torch.inference_mode(), self._autocast():
-                    out = self._active_generator()(
-                        label_t,
-                        self._state,
-                        prev_image,
-                        prev_label,
-                        keypoints=kps_t,
-                        ref_transform=transforms,
-                    )
-                    frame = composer.compose(out, target)
+                    out = generator(label_t, self._state, prev_image, prev_label, **extra)
+                    frame = composer.compose(out, item.target) if item.target is not None else out.image
+                # Frame t-1 for the next step (SPEC §5: frame 0 warps the reference only).
                 prev_image, prev_label = out.image.float(), label_t
             result = tensor_to_image(frame)
+            # The counts of the frames delivered so far (the producer may be a few frames ahead).
+            stats.frames_without_person = item.counts.frames_without_person
+            stats.frames_held, stats.frames_empty = item.counts.frames_held, item.counts.frames_empty
             stats.frames += 1
-            if side_by_side:
-                skeleton = label_to_image(
-                    label if label is not None else np.zeros((1, *self.config.size), np.float32)
-                )
-                yield compose(image, skeleton, result)
-            else:
-                yield result
+            yield compose(item.image, label_to_image(label), result) if side_by_side else result
 
     def synthesize(
         self,
@@ -496,8 +510,19 @@ class Pipeline:
 
         width = self.output_size[1]  # the result is the right-most panel of a side-by-side frame
         with contextlib.ExitStack() as writers:
-            writer = writers.enter_context(open_writer(output))
-            composite = writers.enter_context(open_writer(composite_path)) if composite_path else None
+
+            def encoder(path: Path):
+                """A writer; with `prefetch`, behind a thread of its own (its errors come back at write())."""
+                video = writers.enter_context(open_writer(path))
+                if self.prefetch <= 0:
+                    return video
+                from fewshotv2v.inference.overlap import BackgroundWriter
+
+                # Entered after the video: on an error it stops first, then the video removes its temp file.
+                return writers.enter_context(BackgroundWriter(video, self.prefetch, name="fsv2v-encode"))
+
+            writer = encoder(output)
+            composite = encoder(composite_path) if composite_path else None
             for frame in self._stream(source, side_by_side or composite is not None):
                 if composite is not None:
                     composite.write(frame)

@@ -41,7 +41,7 @@ class HubSettings(BaseSettings):
 
 
 class Settings(BaseSettings):
-    """Runtime settings: device, dtype, cache folder, Hub access, keypoint backend."""
+    """Runtime settings: device, dtype, cache folder, Hub access, keypoint backend, CPU threads."""
 
     model_config = SettingsConfigDict(
         env_prefix="FSV2V_",
@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
     backend: Literal["mediapipe", "dwpose"] = "mediapipe"
     model: str = ""  # empty: the model shipped for the mode (registry.DEFAULT_MODELS)
+    # CPU threads for torch + the keypoint detector together (None: OMP_NUM_THREADS, else automatic;
+    # see `fewshotv2v.threads`).
+    threads: int | None = Field(default=None, ge=1)
     hub: HubSettings = Field(default_factory=HubSettings)
 
     # Filled in by `load_settings` before construction; class-level so the source hook can see it.

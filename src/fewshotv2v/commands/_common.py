@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -63,6 +64,27 @@ def settings(**overrides: Any):
     from fewshotv2v.settings import load_settings
 
     return load_settings(STATE.config_file, **overrides)
+
+
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU threads for torch and the keypoint detector together (default: settings.threads, "
+        "else OMP_NUM_THREADS, else one less than the available cores, at most 8).",
+        show_default=False,
+    ),
+]
+
+
+def apply_threads(settings, *, detector: bool = False) -> None:
+    """Apply the `threads` setting (`fewshotv2v.threads`); `detector`: one runs beside the model."""
+    from fewshotv2v.threads import apply_threads as apply
+
+    plan = apply(settings.threads, detector=detector)
+    if STATE.verbose:
+        info(plan.describe())
 
 
 def progress(*, total_known: bool = True, transient: bool = False) -> Progress:

@@ -28,6 +28,7 @@ def demo(
     frames: Annotated[int, typer.Option("--frames", min=2, help="Number of driving frames.")] = 72,
     motion: Annotated[str, typer.Option("--motion", help="idle, walk, wave or dance.")] = "dance",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic people and motion.")] = 0,
+    threads: _common.ThreadsOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
     """Run the whole pipeline with the models shipped in the package (no download).
@@ -38,7 +39,8 @@ def demo(
     """
     from fewshotv2v.demo import run_demo
 
-    settings = _common.settings(device=device)
+    settings = _common.settings(device=device, threads=threads)
+    _common.apply_threads(settings)  # exact keypoints: no detector
     with _common.progress(total_known=True) as bar:
         task = bar.add_task("synth", total=None, status="")
 

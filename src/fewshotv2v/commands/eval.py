@@ -38,6 +38,7 @@ def eval_(
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")] = None,
+    threads: _common.ThreadsOption = None,
 ) -> None:
     """Self-reconstruction metrics per K: L1, PSNR, SSIM and temporal flicker.
 
@@ -49,7 +50,8 @@ def eval_(
     from fewshotv2v.models.io import load_pretrained
     from fewshotv2v.settings import resolve_device
 
-    settings = _common.settings(device=device)
+    settings = _common.settings(device=device, threads=threads)
+    _common.apply_threads(settings)
     from fewshotv2v.data.layout import open_dataset
     from fewshotv2v.registry import model_for_mode
 

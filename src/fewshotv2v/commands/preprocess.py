@@ -63,6 +63,7 @@ def preprocess(
             "--labels", help="Street mode: folder of label PNGs named like the frames.", show_default=False
         ),
     ] = None,
+    threads: _common.ThreadsOption = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo clips that are already complete (default: skip them).")
     ] = False,
@@ -74,7 +75,8 @@ def preprocess(
     """
     from fewshotv2v.data.preprocess import preprocess as run
 
-    settings = _common.settings(backend=backend.value if backend is not None else None)
+    settings = _common.settings(backend=backend.value if backend is not None else None, threads=threads)
+    _common.apply_threads(settings)  # the detector runs alone: the whole budget is its
     with _common.progress() as bar:
         tasks: dict[str, int] = {}
 

@@ -91,6 +91,7 @@ def synth(
             "global motion (pose).",
         ),
     ] = None,
+    threads: _common.ThreadsOption = None,
     overwrite: Annotated[
         bool | None, typer.Option("--overwrite", help="Replace an existing output file.")
     ] = None,
@@ -99,7 +100,8 @@ def synth(
     from fewshotv2v.pipeline import Pipeline
     from fewshotv2v.registry import model_for_mode
 
-    settings = _common.settings(device=device, dtype=dtype, model=model)
+    settings = _common.settings(device=device, dtype=dtype, model=model, threads=threads)
+    _common.apply_threads(settings, detector=True)  # the detector runs beside the model
     # Not through Settings: plug-in backends registered with `register_backend` have names of their own.
     backend = backend or settings.backend
     pipe = Pipeline.from_pretrained(

@@ -93,6 +93,7 @@ def train(
     keep_last: Annotated[
         int | None, typer.Option("--keep-last", help="Checkpoints to keep (default: 3).")
     ] = None,
+    threads: _common.ThreadsOption = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start over in an existing run folder.")
     ] = False,
@@ -104,7 +105,8 @@ def train(
     """
     from fewshotv2v.training.run import plan_run, run_training
 
-    settings = _common.settings(device=device)
+    settings = _common.settings(device=device, threads=threads)
+    _common.apply_threads(settings)
     overrides = {
         "steps": steps, "batch_size": batch_size, "k_max": k_max, "lr_g": lr_g, "lr_d": lr_d,
         "single_frame_steps": single_frame_steps, "clip_len_max": clip_len_max, "perceptual": perceptual,

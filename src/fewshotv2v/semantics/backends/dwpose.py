@@ -176,7 +176,9 @@ class DWPoseBackend(Backend):
 
     ``det_model`` / ``pose_model``: ONNX file paths; when both are omitted the pinned ``dwpose`` registry
     entry is fetched through :func:`fewshotv2v.hub.download`. ``providers``: onnxruntime execution
-    providers (default: CUDA when available, then CPU).
+    providers (default: CUDA when available, then CPU). ``threads``: onnxruntime intra-op threads (default:
+    :func:`fewshotv2v.threads.detector_threads`, the detector's share of the ``threads`` setting; the
+    onnxruntime default of one per core would fight the model's threads).
     """
 
     name = "dwpose"
@@ -190,6 +192,7 @@ class DWPoseBackend(Backend):
         det_score_threshold: float = 0.3,
         nms_threshold: float = 0.45,
         kpt_threshold: float = 0.3,
+        threads: int | None = None,
         settings=None,
     ) -> None:
         ort = require("onnxruntime", "dwpose")
@@ -202,6 +205,12 @@ class DWPoseBackend(Backend):
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        if threads is None:
+            from fewshotv2v.threads import detector_threads
+
+            threads = detector_threads()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1  # the graphs run sequentially: no second pool
         self._det = self._session(ort, det_model, providers, opts)
         self._pose = self._session(ort, pose_model, providers, opts)
         self.det_score_threshold, self.nms_threshold = det_score_threshold, nms_threshold

@@ -1,0 +1,198 @@
+"""Overlapped pipeline stages: a producer thread ahead of the caller, a consumer thread behind it.
+
+Synthesis has three stages per frame: making the inputs (decode, keypoints, smoothing, retargeting, label
+map), the generator, and encoding. Run in series, the frame rate is the *sum* of the three; overlapped,
+it approaches the slowest one. Threads are enough: the heavy parts of torch, PyAV (FFmpeg) and the
+detectors' native code release the GIL.
+
+- `prefetch(iterable, depth)`: iterate `iterable` in a producer thread, yield its items in order. At most
+  `depth` items wait in a bounded queue (plus the one being made), so memory stays flat with the video's
+  length. An exception in the producer is raised in the consumer with its original traceback. When the
+  consumer stops (generator closed, an exception, Ctrl-C), the producer stops after the item it is making
+  and closes its iterator (in its own thread, where it runs).
+- `BackgroundWriter(sink, depth)`: `write(item)` queues the item and returns; a consumer thread calls
+  `sink.write(item)` in order. An error of the sink is raised at the next `write()` and at `close()`.
+  As a context manager it flushes on a clean exit and drops what is queued on an error, so that the sink's
+  own cleanup (`VideoWriter` removes its temp file) runs after the thread has stopped touching it.
+
+Threads are daemons and are joined (with a timeout) whenever their owner stops: none is left behind.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+JOIN_TIMEOUT_S = 10.0  # a stage finishes the item it is making (one frame) well within this
+_POLL_S = 0.1  # how often a blocked producer looks at the stop flag
+
+
+class _End:
+    """End of the stream."""
+
+
+class _Raised:
+    """The producer's exception, carried to the consumer."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def _join(thread: threading.Thread, what: str, *, quiet: bool = False) -> None:
+    thread.join(JOIN_TIMEOUT_S)
+    if thread.is_alive() and not quiet:  # a daemon: it cannot keep the process alive, but say so
+        from fewshotv2v.errors import FewShotV2VWarning
+
+        warnings.warn(f"{what} thread did not stop within {JOIN_TIMEOUT_S:g} s", FewShotV2VWarning, 2)
+
+
+def prefetch(iterable: Iterable[T], depth: int = 2, *, name: str = "fsv2v-prefetch") -> Iterator[T]:
+    """Yield the items of `iterable`, made ahead by a producer thread (see the module docstring).
+
+    Lazy: the thread starts at the first `next()`. `depth` >= 1 items may wait in the queue.
+    """
+    if depth < 1:
+        raise ValueError(f"prefetch depth must be >= 1, got {depth}")
+    return _prefetch(iterable, depth, name)
+
+
+def _prefetch(iterable: Iterable[T], depth: int, name: str) -> Iterator[T]:
+    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        """Put unless the consumer has stopped (a full queue would otherwise block forever)."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        iterator = iter(iterable)
+        try:
+            for item in iterator:
+                if not put(item):
+                    return
+            put(_End())
+        except BaseException as exc:  # noqa: BLE001 - everything goes to the consumer, re-raised there
+            put(_Raised(exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:  # a generator: run its `finally` / `with` blocks here, in its thread
+                close()
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    failing = False
+    try:
+        while True:
+            item = items.get()
+            if isinstance(item, _End):
+                return
+            if isinstance(item, _Raised):
+                raise item.exc  # its __traceback__ still holds the producer's frames
+            yield item
+    except BaseException:  # an error, Ctrl-C or SIGTERM is already being reported: no second line
+        failing = True
+        raise
+    finally:  # normal end, an error, an early close or Ctrl-C in the consumer
+        stop.set()
+        _join(thread, name, quiet=failing)
+
+
+class BackgroundWriter:
+    """Calls `sink.write(item)` on a thread of its own, in order, through a bounded queue.
+
+    Use as a context manager around the sink's own context (see the module docstring):
+
+        with VideoWriter(path, fps) as video, BackgroundWriter(video) as writer:
+            for frame in frames:
+                writer.write(frame)  # returns at once unless `depth` frames are waiting
+    """
+
+    def __init__(self, sink, depth: int = 4, *, name: str = "fsv2v-writer"):
+        if depth < 1:
+            raise ValueError(f"writer queue depth must be >= 1, got {depth}")
+        self.sink = sink
+        self.name = name
+        self._items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._drop = threading.Event()  # discard what is queued (abort)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._items.get()
+            if isinstance(item, _End):
+                return
+            if self._error is not None or self._drop.is_set():
+                continue  # keep draining so that `write()` never blocks on a dead sink
+            try:
+                self.sink.write(item)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                self._error = exc
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def write(self, item) -> None:
+        """Queue one item; raises the sink's error if an earlier item failed."""
+        if self._closed:
+            raise RuntimeError(f"{self.name}: write() after close()")
+        self._raise_error()
+        self._items.put(item)  # blocks while `depth` items wait: the producer cannot run away
+
+    def close(self) -> None:
+        """Wait until every queued item is written; raise the sink's error if there was one."""
+        if self._closed:
+            self._raise_error()
+            return
+        self._closed = True
+        self._items.put(_End())
+        try:
+            self._thread.join()  # no timeout: the last frames are being encoded
+        except BaseException:  # Ctrl-C while waiting: stop the thread before the sink is cleaned up
+            self._stop()
+            raise
+        self._raise_error()
+
+    def abort(self) -> None:
+        """Drop what is queued and stop the thread (after the item it is writing)."""
+        if not self._thread.is_alive():
+            self._closed = True
+            return
+        self._closed = True
+        self._stop()
+
+    def _stop(self) -> None:
+        self._drop.set()
+        while True:  # make room for the end marker: only this thread puts, so one drain suffices
+            try:
+                self._items.get_nowait()
+            except queue.Empty:
+                break
+        self._items.put(_End())
+        _join(self._thread, self.name)
+
+    def __enter__(self) -> BackgroundWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+__all__ = ["BackgroundWriter", "prefetch"]
