@@ -186,6 +186,17 @@ def test_uploads_above_the_limit_are_refused(server, client, demo_inputs, tmp_pa
 
 
 # ---- the command ------------------------------------------------------------------------------------
+def test_help_imports_neither_gradio_nor_torch():
+    code = (
+        "import sys\nfrom fewshotv2v.cli import main\nsys.argv = ['fsv2v', 'app', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('gradio' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--max-upload-mb" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "False False"
+
+
 def test_app_without_the_extra_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` now raises ImportError
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # the command sets these: restored afterwards
@@ -196,6 +207,7 @@ def test_app_without_the_extra_says_how_to_install_it(monkeypatch, tmp_path):
     lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and "pip install 'fewshotv2v[app]'" in lines[0], result.output
     assert list(tmp_path.glob("fsv2v-app-*")) == []  # its temp folder is gone
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # and the signal handlers are put back
 
 
 @needs_gradio

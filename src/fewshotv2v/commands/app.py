@@ -50,8 +50,8 @@ def app(
     settings = _common.settings(device=device, model=model)
     workdir = Path(tempfile.mkdtemp(prefix="fsv2v-app-"))
     blocks = None
+    previous = _stop_on_signals()
     try:
-        _stop_on_signals()
         # Gradio reads its upload folder from the environment when it is imported: set it first, so that
         # uploads land in the folder removed below.
         os.environ["GRADIO_TEMP_DIR"] = str(workdir / "gradio")
@@ -79,11 +79,13 @@ def app(
         if blocks is not None:
             blocks.close(verbose=False)
         shutil.rmtree(workdir, ignore_errors=True)
+        _restore_signals(previous)
     _common.info("stopped")
 
 
-def _stop_on_signals() -> None:
-    """SIGINT and SIGTERM (`docker stop`, systemd) both stop the server through the same clean path.
+def _stop_on_signals() -> dict:
+    """SIGINT and SIGTERM (`docker stop`, systemd) both stop the server through the same clean path;
+    returns the handlers they had, for `_restore_signals`.
 
     SIGINT is set explicitly: a process started in the background by a shell inherits it ignored, and
     Python then never raises KeyboardInterrupt, so the server could not be stopped with it.
@@ -93,5 +95,12 @@ def _stop_on_signals() -> None:
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(previous: dict) -> None:
+    """Put back the handlers (the command may run inside another program, e.g. under CliRunner)."""
+    import signal
+
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
