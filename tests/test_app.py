@@ -124,6 +124,20 @@ def test_synthesizer_progress_side_by_side_and_warnings(tmp_path, demo_inputs, o
     assert "no legs visible in reference.png" in summary  # the upload's name, not the server's path
 
 
+@needs_gradio
+def test_synthesizer_keeps_the_last_model_and_checks_the_mode(tmp_path):
+    from fewshotv2v.app import Synthesizer
+    from fewshotv2v.errors import ConfigError
+    from fewshotv2v.settings import load_settings
+
+    synth = Synthesizer(load_settings(device="cpu"), tmp_path)
+    pipe = synth._pipeline("demo", "pose", fresh=False)
+    assert synth._pipeline("demo", "pose", fresh=False) is pipe  # loaded once
+    assert synth._pipeline("demo", "pose", fresh=True) is not pipe  # finetuning gets its own weights
+    with pytest.raises(ConfigError, match="needs a face model"):
+        synth._pipeline("demo", "face", fresh=False)
+
+
 # ---- the API ----------------------------------------------------------------------------------------
 @needs_gradio
 def test_synthesize_endpoint_returns_a_playable_video(client, demo_inputs):

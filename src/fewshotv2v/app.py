@@ -66,27 +66,27 @@ def _short_paths(message: str, paths: Iterable[str | Path]) -> str:
 
 
 class Synthesizer:
-    """Runs the page's jobs: one loaded `Pipeline` per model, reused across jobs (loading costs more than a
-    short clip), except with finetuning, which changes the weights: that job gets a fresh one."""
+    """Runs the page's jobs. The last model's `Pipeline` is kept for the next job (loading costs more than
+    a short clip; one model at a time, so GPU memory holds one), except after finetuning, which changes
+    the weights: such a job gets a fresh pipeline of its own."""
 
     def __init__(self, settings, workdir: str | Path):
         self.settings = settings
         self.results = Path(workdir) / "results"
-        self._pipelines: dict[str, Any] = {}
+        self._loaded: tuple[str, Any] | None = None  # (model name, Pipeline)
         self._jobs = 0
         # The queue already runs one job at a time; the lock keeps that true for any caller.
         self._lock = threading.Lock()
 
-    def _pipeline(self, model: str, mode: str, fresh: bool):
+    def _pipeline(self, model: str, mode: str, *, fresh: bool):
         from fewshotv2v.inference.loading import load_pipeline
 
-        if fresh or model not in self._pipelines:
-            pipe = load_pipeline(self.settings, model=model)
-            if fresh:
-                pipe.check_mode(mode)
-                return pipe
-            self._pipelines[model] = pipe
-        pipe = self._pipelines[model]
+        if fresh:
+            return load_pipeline(self.settings, model=model, mode=mode)
+        if self._loaded is None or self._loaded[0] != model:
+            self._loaded = None  # free the previous model before loading the next
+            self._loaded = (model, load_pipeline(self.settings, model=model))
+        pipe = self._loaded[1]
         pipe.check_mode(mode)
         return pipe
 
@@ -128,9 +128,13 @@ class Synthesizer:
         except FewShotV2VError as exc:
             # The CLI's one line, not a traceback; a user error, so none in the server log either.
             raise gr.Error(_short_paths(str(exc), uploads), duration=None, print_exception=False) from None
-        notes = [_short_paths(str(w.message), uploads) for w in caught if issubclass(w.category, Warning)]
-        for note in notes:
-            gr.Warning(note)
+        notes = []
+        for w in caught:
+            if issubclass(w.category, FewShotV2VWarning):  # meant for the user: a notice in the page
+                notes.append(_short_paths(str(w.message), uploads))
+                gr.Warning(notes[-1])
+            else:  # anything else still goes to the server's log, as without the app
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
         summary = "; ".join([_short_paths(result.summary(), [result.output]), *notes])
         return Path(result.output), composite, summary
 
