@@ -51,21 +51,53 @@ def open_browser(width: int = 1280, height: int = 1000):
     return webdriver.Chrome(options=options, service=service)
 
 
-def run_page(driver, url: str, refs: list[Path], drive: Path, *, timeout: float = 90.0) -> None:
-    """Load the app, upload `refs` and `drive`, click Synthesize, wait until the result video plays."""
+def open_page(driver, url: str, *, timeout: float = 90.0):
+    """Load the app; returns a `WebDriverWait` with `timeout` for the steps that follow."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(url)
     wait = WebDriverWait(driver, timeout)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#run"))
-    # Gradio's upload areas wrap a hidden <input type=file>: give it the paths, as a file dialog would.
+    return wait
+
+
+def upload(driver, wait, refs: list[Path], drive: Path | None = None) -> None:
+    """Put `refs` (replacing any) and `drive` into the form, as a file dialog would."""
+    from selenium.webdriver.common.by import By
+
+    if driver.find_elements(By.CSS_SELECTOR, "#refs td.filename"):
+        driver.find_element(By.CSS_SELECTOR, "#refs button[aria-label=Clear]").click()
+        wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#refs td.filename"))
+    # Gradio's upload areas wrap a hidden <input type=file>: give it the paths.
     driver.find_element(By.CSS_SELECTOR, "#refs input[type=file]").send_keys("\n".join(map(str, refs)))
-    driver.find_element(By.CSS_SELECTOR, "#drive input[type=file]").send_keys(str(drive))
-    # Both uploads done: the file list and the driving video's player are on the page.
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#refs table, #refs .file-preview"))
-    wait.until(lambda d: d.execute_script(VIDEO_READY, "#drive"))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#refs td.filename")) == len(refs))
+    if drive is not None:
+        driver.find_element(By.CSS_SELECTOR, "#drive input[type=file]").send_keys(str(drive))
+        wait.until(lambda d: d.execute_script(VIDEO_READY, "#drive"))
+
+
+def run(driver) -> None:
+    from selenium.webdriver.common.by import By
+
     driver.find_element(By.CSS_SELECTOR, "#run").click()
+
+
+def error_toast(driver, wait) -> str:
+    """The message of the error notice the page shows (its text without the "Error" and "x" lines)."""
+    from selenium.webdriver.common.by import By
+
+    css = "[data-testid=toast-body].error"
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, css))
+    lines = driver.find_element(By.CSS_SELECTOR, css).text.splitlines()
+    return " ".join(line for line in lines if line.strip() not in ("Error", "×"))
+
+
+def run_page(driver, url: str, refs: list[Path], drive: Path, *, timeout: float = 90.0) -> None:
+    """Load the app, upload `refs` and `drive`, click Synthesize, wait until the result video plays."""
+    wait = open_page(driver, url, timeout=timeout)
+    upload(driver, wait, refs, drive)
+    run(driver)
     wait.until(lambda d: d.execute_script(VIDEO_READY, "#result"))
 
 

@@ -249,7 +249,9 @@ def test_ctrl_c_stops_the_server_and_removes_its_temp_folder(tmp_path):
 # ---- a real browser ---------------------------------------------------------------------------------
 @needs_gradio
 @pytest.mark.browser
-def test_page_in_headless_chromium(server, demo_inputs):
+def test_page_in_headless_chromium(server, demo_inputs, tmp_path):
+    """A text file as the reference shows the CLI's one-line error; the demo inputs then give a result
+    that the browser plays, with the side-by-side video and the summary."""
     import browser
 
     if (why := browser.missing()) is not None:
@@ -257,14 +259,23 @@ def test_page_in_headless_chromium(server, demo_inputs):
     from selenium.webdriver.common.by import By
 
     ref, drive = demo_inputs
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture\n")
     driver = browser.open_browser()
     try:
-        browser.run_page(driver, server[0], [ref], drive)
+        wait = browser.open_page(driver, server[0])
+        browser.upload(driver, wait, [notes], drive)
+        browser.run(driver)
+        error = browser.error_toast(driver, wait)
+        browser.upload(driver, wait, [ref])
+        browser.run(driver)
+        wait.until(lambda d: d.execute_script(browser.VIDEO_READY, "#result"))
         result = browser.video_info(driver, "#result")
         side = browser.video_info(driver, "#side-by-side")
         summary = driver.find_element(By.CSS_SELECTOR, "#summary textarea").get_attribute("value")
     finally:
         driver.quit()
+    assert error.startswith("cannot read image notes.txt: ")  # the CLI's line (FFmpeg words the rest)
     assert "/gradio_api/file=" in result["src"] and result["src"].endswith(".mp4")
     assert (result["width"], result["height"]) == (32, 64)
     assert side["height"] == 64 and side["width"] > 64  # driving | skeleton | result
