@@ -84,13 +84,12 @@ def run(driver) -> None:
 
 
 def error_toast(driver, wait) -> str:
-    """The message of the error notice the page shows (its text without the "Error" and "x" lines)."""
-    from selenium.webdriver.common.by import By
-
-    css = "[data-testid=toast-body].error"
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, css))
-    lines = driver.find_element(By.CSS_SELECTOR, css).text.splitlines()
-    return " ".join(line for line in lines if line.strip() not in ("Error", "×"))
+    """The message of the error notice the page shows. Read as textContent, which does not depend on
+    the notice having finished fading in (Selenium's `.text` is empty while it is still invisible)."""
+    css = "[data-testid=toast-body].error [data-testid=toast-text]"
+    script = "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : '';"
+    wait.until(lambda d: d.execute_script(script, css))
+    return driver.execute_script(script, css)
 
 
 def run_page(driver, url: str, refs: list[Path], drive: Path, *, timeout: float = 90.0) -> None:

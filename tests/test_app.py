@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -236,9 +235,7 @@ def test_ctrl_c_stops_the_server_and_removes_its_temp_folder(tmp_path):
         assert url == f"http://127.0.0.1:{port}/", proc.stderr.read()
         assert len(list(tmp_path.glob("fsv2v-app-*/examples/driving.mp4"))) == 1
         proc.send_signal(signal.SIGINT)
-        t0 = time.monotonic()
-        assert proc.wait(timeout=30) == 0
-        assert time.monotonic() - t0 < 15
+        assert proc.wait(timeout=30) == 0  # a clean stop, not "interrupted" (130)
     finally:
         if proc.poll() is None:
             proc.kill()
