@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from fewshotv2v import __version__
 from fewshotv2v.commands import _common
+from fewshotv2v.commands import app as _app
 from fewshotv2v.commands import demo as _demo
 from fewshotv2v.commands import eval as _eval
 from fewshotv2v.commands import hub as _hub
@@ -110,6 +111,7 @@ def _root(
 # --- commands, in the order of a typical workflow (the functions live in fewshotv2v/commands/) ----
 app.command("demo")(_demo.demo)
 app.command("synth")(_synth.synth)
+app.command("app")(_app.app)
 app.command("download")(_hub.download)
 app.command("models")(_hub.models)
 app.command("preprocess")(_preprocess.preprocess)

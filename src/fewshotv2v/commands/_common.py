@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -44,13 +45,15 @@ def print_error(message: str, exc: BaseException | None) -> None:
     console = err_console()
     if STATE.verbose and exc is not None:
         console.print_exception(show_locals=False)
-    # One line: newlines inside the message would read as several errors.
-    console.print(f"[bold red]error:[/] {' '.join(message.split())}", markup=True, soft_wrap=True)
+    # One line: newlines inside the message would read as several errors. Escaped: a message such as
+    # "pip install 'fewshotv2v[app]'" is text, not Rich markup.
+    text = escape(" ".join(message.split()))
+    console.print(f"[bold red]error:[/] {text}", markup=True, soft_wrap=True)
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """`warnings.showwarning` for the CLI: library warnings as one `warning:` line on stderr."""
-    text = " ".join(str(message).split())
+    text = escape(" ".join(str(message).split()))
     err_console().print(f"[bold yellow]warning:[/] {text}", markup=True, soft_wrap=True, highlight=False)
 
 

@@ -97,24 +97,12 @@ def synth(
     ] = None,
 ) -> None:
     """Synthesize a video of the reference person/face driven by a video (few-shot vid2vid)."""
-    from fewshotv2v.pipeline import Pipeline
-    from fewshotv2v.registry import model_for_mode
+    from fewshotv2v.inference.loading import load_pipeline
 
     settings = _common.settings(device=device, dtype=dtype, model=model, threads=threads)
     _common.apply_threads(settings, detector=True)  # the detector runs beside the model
-    # Not through Settings: plug-in backends registered with `register_backend` have names of their own.
-    backend = backend or settings.backend
-    pipe = Pipeline.from_pretrained(
-        model_for_mode(settings.model, mode),
-        device=settings.device,
-        dtype=settings.dtype,
-        backend=backend,
-        settings=settings,
-        size=size,
-        keep_centered=bool(keep_centered),
-    )
-    if mode is not None:
-        pipe.check_mode(mode)
+    # the same loader as `fsv2v app`
+    pipe = load_pipeline(settings, backend=backend, mode=mode, size=size, keep_centered=bool(keep_centered))
     with _common.progress(total_known=False) as bar:
         task = bar.add_task("references", total=None, status="")
 
