@@ -14,6 +14,7 @@ from fewshotv2v.config import ModelConfig
 from fewshotv2v.data.synthetic import Pose, make_identity, motion, render_person
 from fewshotv2v.errors import ConfigError, InputError
 from fewshotv2v.models.composite import fill_background, similarity_flow, warp_base
+from fewshotv2v.models.flow import MASK_INIT_LOGIT
 from fewshotv2v.models.generator import Generator, keypoint_prior
 from fewshotv2v.models.keypoint_warp import KeypointWarp
 from fewshotv2v.models.profile import example_keypoints
@@ -110,8 +111,9 @@ def test_untrained_w_returns_the_prior_and_the_mask_trusts_the_warp(preset, one_
     prior = keypoint_prior(cfg, ref_kps[:, 0], kps, transform[:, 0])
     assert prior.abs().max() > 1  # the person moved
     assert torch.allclose(out.flow_ref, prior, atol=1e-5)
-    assert torch.allclose(1 - out.mask_ref, torch.full_like(out.mask_ref, 0.9526), atol=1e-3)
-    expected = 0.9526 * out.warped_ref + (1 - 0.9526) * out.raw_image
+    trust = float(torch.sigmoid(torch.tensor(-MASK_INIT_LOGIT)))  # 0.982
+    assert torch.allclose(1 - out.mask_ref, torch.full_like(out.mask_ref, trust), atol=1e-3)
+    expected = trust * out.warped_ref + (1 - trust) * out.raw_image
     assert torch.allclose(out.image, expected, atol=2e-3)
 
 

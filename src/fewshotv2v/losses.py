@@ -252,3 +252,8 @@ def temporal_hinge_g_loss(
 ) -> torch.Tensor:
     """Hinge G loss of the temporal discriminator on T consecutive generated frames."""
     return hinge_g_loss(discriminators.temporal_d(stack_frames(fake_frames)))
+
+
+def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean L1 of a generated frame against the real one (both (B, 3, H, W) in [-1, 1])."""
+    return (fake.float() - real.float()).abs().mean()

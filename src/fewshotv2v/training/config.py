@@ -35,6 +35,9 @@ class LossWeights:
     mask: float = 10.0
     face: float = 10.0  # pose mode's face D
     temporal: float = 1.0  # temporal D; only models built with use_temporal_discriminator have one
+    # L1 of the frame against the real one: a stand-in for the perceptual loss when the VGG19 weights are
+    # not at hand (`--perceptual none`), as test-time finetuning does; 0 = off (the SPEC's losses)
+    reconstruction: float = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

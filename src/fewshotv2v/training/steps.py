@@ -184,6 +184,7 @@ G_TERMS: tuple[LossTerm, ...] = (
     LossTerm("g_gan", "gan", lambda f: L.hinge_g_loss(f.image_d[1])),
     LossTerm("g_fm", "feature_matching", lambda f: L.feature_matching_loss(*f.image_d)),
     LossTerm("g_perceptual", "perceptual", lambda f: f.perceptual(f.fake, f.real)),  # exact 0 when off
+    LossTerm("g_l1", "reconstruction", lambda f: L.reconstruction_loss(f.fake, f.real)),
     LossTerm("g_warp", "warp", _warp_term),  # warped ref and prev vs real
     LossTerm("g_mask", "mask", _mask_term),  # occlusion masks vs warp confidence
     LossTerm("g_face", "face", _face_term),  # pose mode: face D hinge
