@@ -73,19 +73,22 @@ class Synthesizer:
     def __init__(self, settings, workdir: str | Path):
         self.settings = settings
         self.results = Path(workdir) / "results"
-        self._loaded: tuple[str, Any] | None = None  # (model name, Pipeline)
+        self._loaded: tuple[tuple, Any] | None = None  # ((model name, size), Pipeline)
         self._jobs = 0
         # The queue already runs one job at a time; the lock keeps that true for any caller.
         self._lock = threading.Lock()
 
-    def _pipeline(self, model: str, mode: str, *, fresh: bool):
+    def _pipeline(self, model: str | None, mode: str, *, fresh: bool, size: int | None = None):
         from fewshotv2v.inference.loading import load_pipeline
+        from fewshotv2v.registry import model_for_mode
 
+        name = model_for_mode(model or self.settings.model, mode)  # empty: the model shipped for the mode
         if fresh:
-            return load_pipeline(self.settings, model=model, mode=mode)
-        if self._loaded is None or self._loaded[0] != model:
+            return load_pipeline(self.settings, model=name, mode=mode, size=size)
+        key = (name, size)
+        if self._loaded is None or self._loaded[0] != key:
             self._loaded = None  # free the previous model before loading the next
-            self._loaded = (model, load_pipeline(self.settings, model=model))
+            self._loaded = (key, load_pipeline(self.settings, model=name, size=size))
         pipe = self._loaded[1]
         pipe.check_mode(mode)
         return pipe
@@ -114,6 +117,7 @@ class Synthesizer:
         start: float | None = None,
         end: float | None = None,
         ref_frames: int = 1,
+        size: int | None = None,
         progress=None,
     ) -> tuple[Path, Path | None, str]:
         """One job -> (result video, side-by-side video or None, summary line); raises `gr.Error`."""
@@ -123,7 +127,7 @@ class Synthesizer:
                 # catch_warnings is process-wide: safe here because jobs run one at a time.
                 warnings.simplefilter("always", FewShotV2VWarning)
                 result, composite = self._synthesize(
-                    refs, drive, mode, model, finetune, side_by_side, start, end, ref_frames, progress
+                    refs, drive, mode, model, finetune, side_by_side, start, end, ref_frames, size, progress
                 )
         except FewShotV2VError as exc:
             # The CLI's one line, not a traceback; a user error, so none in the server log either.
@@ -138,7 +142,9 @@ class Synthesizer:
         summary = "; ".join([_short_paths(result.summary(), [result.output]), *notes])
         return Path(result.output), composite, summary
 
-    def _synthesize(self, refs, drive, mode, model, finetune, side_by_side, start, end, ref_frames, progress):
+    def _synthesize(
+        self, refs, drive, mode, model, finetune, side_by_side, start, end, ref_frames, size, progress
+    ):
         if not refs:
             raise InputError("no reference: upload one or more images of the person (or one video)")
         if not drive:
@@ -146,7 +152,8 @@ class Synthesizer:
         report = progress if progress is not None else (lambda *a, **k: None)
         report(0.0, desc="loading the model")
         finetune = int(finetune or 0)
-        pipe = self._pipeline(model or self.settings.model, mode, fresh=finetune > 0)
+        size = int(size) if size else None
+        pipe = self._pipeline(model, mode, fresh=finetune > 0, size=size)
         job = self._job_dir()
         output = job / f"{Path(drive).stem}_fsv2v.mp4"
         composite = job / f"{Path(drive).stem}_fsv2v_side_by_side.mp4" if side_by_side else None
@@ -176,8 +183,9 @@ class Synthesizer:
 def _model_choices(settings) -> list[str]:
     """Models that can run now (packaged or downloaded), the default first; a folder can be typed in."""
     from fewshotv2v.hub import list_models
+    from fewshotv2v.registry import model_for_mode
 
-    names = [settings.model]
+    names = [settings.model] if settings.model else [model_for_mode(None, m) for m in ("pose", "face")]
     names += [m.name for m in list_models(settings) if m.local_path and m.name not in names]
     return names
 
@@ -205,7 +213,9 @@ def build_app(
     synth = Synthesizer(settings, workdir)
     queue = {"concurrency_limit": 1, "concurrency_id": CONCURRENCY_ID}
 
-    def run(refs, drive, mode, model, finetune, side_by_side, start, end, ref_frames, progress=gr.Progress()):
+    def run(
+        refs, drive, mode, model, finetune, side_by_side, start, end, ref_frames, size, progress=gr.Progress()
+    ):
         video, composite, summary = synth.run(
             _file_paths(refs),
             drive,
@@ -216,6 +226,7 @@ def build_app(
             start=start,
             end=end,
             ref_frames=ref_frames,
+            size=size,
             progress=progress,
         )
         return str(video), str(composite) if composite else None, summary
@@ -248,7 +259,7 @@ def build_app(
                     mode = gr.Radio(["pose", "face"], value="pose", label="Mode", elem_id="mode")
                     model = gr.Dropdown(
                         _model_choices(settings),
-                        value=settings.model,
+                        value=settings.model or None,  # None: the model shipped for the mode
                         allow_custom_value=True,  # a model folder or a downloaded OWNER/NAME
                         label="Model (name or folder)",
                         elem_id="model",
@@ -267,6 +278,10 @@ def build_app(
                     ref_frames = gr.Number(
                         value=1, precision=0, minimum=1, label="Frames picked from a reference video"
                     )
+                    size = gr.Number(
+                        value=1024, precision=0, minimum=16, maximum=4096,
+                        label="Output size: long side in pixels (the photo is never upscaled)",
+                    )  # fmt: skip
                 button = gr.Button("Synthesize", variant="primary", elem_id="run")
             with gr.Column():
                 video = gr.Video(label="Result", interactive=False, height=300, elem_id="result")
@@ -279,11 +294,11 @@ def build_app(
             gr.Examples(
                 [[[str(ref_example)], str(drive_example), "pose"]],
                 inputs=[refs, drive, mode],
-                label="Demo inputs (synthetic person, synthetic dance clip; use the demo model)",
+                label="Demo inputs (synthetic person, synthetic dance clip)",
             )
         button.click(
             run,
-            [refs, drive, mode, model, finetune, side_by_side, start, end, ref_frames],
+            [refs, drive, mode, model, finetune, side_by_side, start, end, ref_frames, size],
             [video, composite, summary],
             api_name="run",
             **queue,
