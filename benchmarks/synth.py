@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -275,6 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
         rss_child(*args.rss_child)
         return {}
     report: dict = {"device": args.device, "dtype": args.dtype, "threads": args.threads, "presets": []}
+    report["loadavg_1min_before"] = round(os.getloadavg()[0], 2)  # a shared machine: how busy it was
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         longest = max(args.frames, args.pose_frames)
@@ -307,6 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
             rss.append({"seconds": seconds, "video_fps": args.rss_fps, **json.loads(out)})
         report["peak_rss"] = rss
+    report["loadavg_1min_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(report, indent=1))
     return report
 

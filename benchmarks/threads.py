@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     cores = available_cores()
     report: dict = {"cores": cores, "frames": args.frames, "runs": args.runs, "conditions": {}}
+    report["loadavg_1min_before"] = round(os.getloadavg()[0], 2)  # a shared machine: how busy it was
     with tempfile.TemporaryDirectory(prefix="fsv2v-threads-") as tmp:
         for condition in args.conditions:
             spinner = _spin_on_core_0() if condition == "busy" else None
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
         "busy_all_cores_over_busy_default": ratio(("busy", "all_cores"), ("busy", "default")),
         "idle_default_over_idle_all_cores": ratio(("idle", "default"), ("idle", "all_cores")),
     }
+    report["loadavg_1min_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(report, indent=1))
     return report
 

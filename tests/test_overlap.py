@@ -97,6 +97,12 @@ def test_keyboard_interrupt_in_the_producer_is_raised_in_the_consumer():
     assert _threads() == []
 
 
+def test_an_object_that_is_not_iterable_fails_in_the_consumer():
+    with pytest.raises(TypeError, match="not iterable"):
+        next(prefetch(42, depth=1))  # type: ignore[arg-type]
+    assert _threads() == []
+
+
 def test_prefetch_rejects_a_zero_depth():
     with pytest.raises(ValueError, match="depth"):
         prefetch([1], depth=0)

@@ -76,8 +76,9 @@ def _prefetch(iterable: Iterable[T], depth: int, name: str) -> Iterator[T]:
         return False
 
     def produce() -> None:
-        iterator = iter(iterable)
+        iterator = None
         try:
+            iterator = iter(iterable)
             for item in iterator:
                 if not put(item):
                     return
