@@ -321,8 +321,13 @@ def test_export_run_folder_picks_newest_checkpoint(tmp_path):
         "model.safetensors",
         "config.json",
         "discriminator.safetensors",
+        "checksums.json",
         "README.md",
     }
+    from fewshotv2v.models.io import verify_checksum
+
+    for name in ("model.safetensors", "discriminator.safetensors"):
+        verify_checksum(out / name)  # checksums.json is of the exported files
     meta = hub_publish.safetensors_metadata(out / "model.safetensors")
     assert meta == {"ema": "True", "step": "200"}  # newest complete step; EMA by default
     card = (out / "README.md").read_text()

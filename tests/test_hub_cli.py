@@ -142,6 +142,7 @@ def test_export_then_push_then_download(tmp_path, env, server):
     assert set(server.repos["me/dancer"].commits[server.repos["me/dancer"].refs["main"]]) == {
         "README.md",
         "config.json",
+        "checksums.json",
         "model.safetensors",
         "discriminator.safetensors",
     }

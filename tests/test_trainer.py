@@ -68,8 +68,8 @@ def test_same_seed_same_losses(pose_data, tmp_path):
     ckpt = tmp_path / "a" / "checkpoints" / "step-00000003"
     names = sorted(p.name for p in ckpt.iterdir())
     assert names == [
-        "config.json", "discriminator.safetensors", "generator_raw.safetensors", "model.safetensors",
-        "training_state.pt",
+        "checksums.json", "config.json", "discriminator.safetensors", "generator_raw.safetensors",
+        "model.safetensors", "training_state.pt",
     ]  # fmt: skip
     state = torch.load(ckpt / "training_state.pt", weights_only=True)
     assert state["step"] == 3 and state["nonfinite"] == 0 and state["prev_initialised"]

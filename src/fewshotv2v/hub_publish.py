@@ -162,6 +162,9 @@ def export_model(
             data_description=data_description,
         )
         (tmp / "README.md").write_text(card)
+        from fewshotv2v.models.io import write_checksums
+
+        write_checksums(tmp)  # of the copied weights (model.safetensors may be the raw generator)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -289,7 +292,7 @@ def push(
             repo_type="model",
             revision=revision,
             commit_message=commit_message or f"Upload fewshotv2v model ({__version__})",
-            allow_patterns=["*.safetensors", "config.json", "README.md"],
+            allow_patterns=["*.safetensors", "config.json", "checksums.json", "README.md"],
         )
     except hf.RepositoryNotFoundError as exc:
         raise NotFoundOnHubError(
