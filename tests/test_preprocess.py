@@ -234,3 +234,12 @@ def test_real_mediapipe_on_videos_of_different_sizes(tmp_path):
     result = _cli(raw, "-o", tmp_path / "ds")
     assert result.exit_code == 0, result.output
     assert [c.name for c in open_dataset(tmp_path / "ds")] == ["a", "b"]
+
+
+def test_output_under_a_file_says_it_is_not_a_folder(tmp_path, fake):
+    _video(tmp_path / "v.mp4", [True] * 3)
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep")
+    result = _cli(tmp_path / "v.mp4", "-o", afile / "ds")
+    assert result.exit_code == 3 and f"{afile} is not a folder" in " ".join(result.output.split())
+    assert afile.read_text() == "keep"
