@@ -171,6 +171,36 @@ def _remove_download(file: Path) -> None:
 
 
 @contextmanager
+def hub_logs_as_ours(endpoint: str) -> Iterator[None]:
+    """huggingface_hub logs its retries on stderr (`'[Errno 111] Connection refused' thrown while
+    requesting HEAD ...`, `Retrying in 1s [Retry 1/5].`, ~24 s of them for an unreachable endpoint): keep
+    stderr to our own lines. The first retry becomes one info line of ours; the rest is dropped (errors
+    still end as our one-line error). With -v huggingface_hub's own lines are shown."""
+    import logging
+
+    from fewshotv2v.commands import _common
+
+    if _common.STATE.verbose:
+        yield
+        return
+    logger = logging.getLogger("huggingface_hub")
+    told = []
+
+    class _Ours(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if not told and record.getMessage().startswith(("Retrying in", "Rate limited")):
+                told.append(True)
+                _common.info(f"{endpoint} does not answer; retrying for up to ~25 s (Ctrl-C to stop)")
+
+    saved = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [_Ours(logging.WARNING)], False
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = saved
+
+
+@contextmanager
 def _rich_tqdm(enabled: bool, label: str) -> Iterator[type | None]:
     """A tqdm class for `hf_hub_download(tqdm_class=...)` that draws a Rich byte bar on stderr instead
     (off when quiet or when stderr is not a terminal, like every progress bar of the CLI)."""
@@ -223,7 +253,7 @@ def _fetch(
 
     endpoint = settings.hub.endpoint.rstrip("/")
     try:
-        with _rich_tqdm(progress and not offline, filename) as tqdm_class:
+        with hub_logs_as_ours(endpoint), _rich_tqdm(progress and not offline, filename) as tqdm_class:
             path = hf_hub_download(
                 repo_id,
                 filename,
