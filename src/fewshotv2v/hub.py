@@ -63,15 +63,21 @@ def _settings(settings):
 
 
 def hub_token(settings) -> str | bool:
-    """The token to send: settings, else `HF_TOKEN` / stored login; `False` (send none) if there is none.
+    """The token to send: settings (`FSV2V_HUB__TOKEN`, else `HF_TOKEN`), else the stored login
+    (`$HF_TOKEN_PATH`, else `$HF_HOME/token`, read now); `False` (send none) if there is none.
 
     Never printed or logged; it goes only to the configured endpoint.
     """
     if settings.hub.token:
         return settings.hub.token
-    from huggingface_hub import get_token
+    from fewshotv2v.settings import hf_home
 
-    return get_token() or False
+    path = Path(os.environ.get("HF_TOKEN_PATH") or hf_home() / "token").expanduser()
+    try:
+        stored = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        stored = ""
+    return stored or False
 
 
 def _packaged_dir(name: str) -> Path | None:
@@ -92,10 +98,13 @@ def _hub_error(exc: BaseException, repo_id: str, filename: str, revision: str, e
     if isinstance(exc, hf.RevisionNotFoundError):
         return NotFoundOnHubError(f"revision {revision} not found in repository {repo_id}")
     if isinstance(exc, hf.LocalEntryNotFoundError):
-        return OfflineError(
-            f"{filename} of {where} is not in the cache and the Hub cannot be used (offline, or "
-            f"{endpoint} unreachable); run `fsv2v download` while online"
-        )
+        from fewshotv2v.settings import hf_offline_env
+
+        if hf_offline_env():
+            why = "HF_HUB_OFFLINE is set); unset it to download"
+        else:
+            why = f"offline, or {endpoint} unreachable); run `fsv2v download` while online"
+        return OfflineError(f"{filename} of {where} is not in the cache and the Hub cannot be used ({why}")
     if isinstance(exc, hf.EntryNotFoundError):
         return NotFoundOnHubError(f"file {filename} not found in {where}")
     if isinstance(exc, hf.HfHubHTTPError):
@@ -298,6 +307,8 @@ def download(
     """
     settings = _settings(settings)
     offline = settings.hub.offline if offline is None else offline
+    if offline and force:  # huggingface_hub raises a ValueError for this pair
+        raise ConfigError("--force downloads again, which offline mode forbids")
     cache_dir = Path(cache_dir or settings.hub_cache_dir).expanduser()
     entries = _as_registry(registry)
     if repo is not None or (name not in entries and _REPO_ID.match(name)):
