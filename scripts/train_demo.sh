@@ -21,7 +21,7 @@ log_every = 20
 sample_every = 250
 checkpoint_every = 500
 TOML
-fsv2v train --data synth10 --config tiny --run stage1 --train-config stage1.toml --steps 2000 --batch-size 4 \
+fsv2v train --data synth10 --preset tiny --run stage1 --train-config stage1.toml --steps 2000 --batch-size 4 \
     --perceptual none --workers 0 --device cpu --held-out id0008,id0009 --seed 0
 
 # Run 2: 30 people x 64 frames at 192x192, initialised from run 1.
@@ -39,7 +39,7 @@ sample_every = 500
 checkpoint_every = 500
 keep_last = 3
 TOML
-fsv2v train --data synth30 --config tiny --init stage1/checkpoints/step-00002000 --run stage2 \
+fsv2v train --data synth30 --preset tiny --init stage1/checkpoints/step-00002000 --run stage2 \
     --train-config stage2.toml --steps "${STEPS:-12000}" --batch-size 4 --perceptual none --workers 0 \
     --device cpu --seed 0 --held-out id0028,id0029
 # (the packaged model is the newest checkpoint when the run was stopped; see its model card)

@@ -93,7 +93,7 @@ def test_torchrun_cli(tmp_path):
     run_dir = tmp_path / "run"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "fewshotv2v", "train", "--data", str(data), "--config", "tiny", "--run-dir", str(run_dir),
+        "-m", "fewshotv2v", "train", "--data", str(data), "--preset", "tiny", "--run-dir", str(run_dir),
         "--steps", "2", "--batch-size", "1", "--perceptual", "none", "--workers", "0", "--device", "cpu",
         "--checkpoint-every", "2", "--log-every", "1",
     ]  # fmt: skip

@@ -85,7 +85,7 @@ def test_train_cli_on_cuda(tmp_path):
 
     generate_dataset(tmp_path / "data", identities=2, frames=10, size=(64, 64), seed=0)
     args = [
-        "train", "--data", str(tmp_path / "data"), "--config", "tiny", "--run", str(tmp_path / "run"),
+        "train", "--data", str(tmp_path / "data"), "--preset", "tiny", "--run", str(tmp_path / "run"),
         "--steps", "4", "--batch-size", "2", "--perceptual", "none", "--workers", "0", "--device", "cuda",
         "--single-frame-steps", "2", "--checkpoint-every", "4",
     ]  # fmt: skip

@@ -321,8 +321,13 @@ def test_export_run_folder_picks_newest_checkpoint(tmp_path):
         "model.safetensors",
         "config.json",
         "discriminator.safetensors",
+        "checksums.json",
         "README.md",
     }
+    from fewshotv2v.models.io import verify_checksum
+
+    for name in ("model.safetensors", "discriminator.safetensors"):
+        verify_checksum(out / name)  # checksums.json is of the exported files
     meta = hub_publish.safetensors_metadata(out / "model.safetensors")
     assert meta == {"ema": "True", "step": "200"}  # newest complete step; EMA by default
     card = (out / "README.md").read_text()
@@ -387,3 +392,27 @@ def test_push_to_loopback_hub(tmp_path, server):
     # What was pushed downloads back as a model (the same server, the same client).
     back = hub.download("m", repo="me/model", revision="v2", settings=settings, progress=False)
     assert (back / "config.json").read_bytes() == (folder / "config.json").read_bytes()
+
+
+def test_hub_retry_lines_become_one_line_of_ours(capfd):
+    """huggingface_hub logs every retry of an unreachable endpoint on stderr (~24 s of them): under our
+    calls the first one becomes a single info line and the rest never reach the terminal."""
+    import logging
+
+    import huggingface_hub.file_download  # noqa: F401  (sets up huggingface_hub's stderr handler)
+
+    from fewshotv2v.hub import hub_logs_as_ours
+
+    inner = logging.getLogger("huggingface_hub.utils._http")  # where huggingface_hub logs them
+    with hub_logs_as_ours("http://127.0.0.1:9"):
+        for i in range(1, 6):
+            inner.warning(
+                "'[Errno 111] Connection refused' thrown while requesting HEAD http://127.0.0.1:9/x"
+            )
+            inner.warning(f"Retrying in {2 ** (i - 1)}s [Retry {i}/5].")
+    err = capfd.readouterr().err
+    assert [line for line in err.splitlines() if line.strip()] == [
+        "http://127.0.0.1:9 does not answer; retrying for up to ~25 s (Ctrl-C to stop)"
+    ]
+    hub_logger = logging.getLogger("huggingface_hub")
+    assert hub_logger.propagate and all(type(h).__name__ != "_Ours" for h in hub_logger.handlers)

@@ -142,6 +142,7 @@ def test_export_then_push_then_download(tmp_path, env, server):
     assert set(server.repos["me/dancer"].commits[server.repos["me/dancer"].refs["main"]]) == {
         "README.md",
         "config.json",
+        "checksums.json",
         "model.safetensors",
         "discriminator.safetensors",
     }
@@ -150,3 +151,51 @@ def test_export_then_push_then_download(tmp_path, env, server):
     assert (Path(got.stdout.strip()) / "model.safetensors").read_bytes() == (
         out / "model.safetensors"
     ).read_bytes()
+
+
+# ---- Hugging Face's own environment variables (read when the command runs; FSV2V_HUB__* wins) --------------
+
+
+def test_hf_endpoint_is_honoured_and_fsv2v_endpoint_wins(env, server, tmp_path):
+    hf_only = {k: v for k, v in env.items() if k != "FSV2V_HUB__ENDPOINT"}
+    got = fsv2v("download", "weights", env=hf_only, HF_ENDPOINT=server.endpoint)
+    assert got.returncode == 0, got.stderr
+    assert server.count("GET") == 2  # the mirror served the files
+    # both set: ours wins (the HF_ENDPOINT here refuses connections; it is never tried)
+    server.reset_requests()
+    both = fsv2v("download", "weights", "--force", env=env, HF_ENDPOINT="http://127.0.0.1:9")
+    assert both.returncode == 0, both.stderr
+    assert server.count("GET") == 2 and "127.0.0.1:9" not in both.stderr
+
+
+def test_hf_hub_offline_is_honoured(env, server):
+    offline = fsv2v("download", "weights", env=env, HF_HUB_OFFLINE="1")
+    assert offline.returncode == 9 and "not in the cache" in " ".join(offline.stderr.split())
+    assert server.requests == []  # no request at all
+    # huggingface_hub refuses every request while HF_HUB_OFFLINE is set (read at its import): the message
+    # says so, even when our own setting says online
+    still = fsv2v("download", "weights", env=env, HF_HUB_OFFLINE="1", FSV2V_HUB__OFFLINE="0")
+    assert still.returncode == 9 and "HF_HUB_OFFLINE is set); unset it" in " ".join(still.stderr.split())
+    assert fsv2v("download", "weights", env=env).returncode == 0
+    cached = fsv2v("download", "weights", env=env, HF_HUB_OFFLINE="1")  # now in the cache: fine offline
+    assert cached.returncode == 0, cached.stderr
+    server.reset_requests()
+    ours = fsv2v("download", "weights", "--force", env=env, FSV2V_HUB__OFFLINE="1")
+    assert ours.returncode == 2 and "offline mode forbids" in ours.stderr and server.requests == []
+
+
+def test_downloads_go_to_the_standard_hugging_face_cache(env, server, tmp_path):
+    hf_home = Path(os.environ["HF_HOME"])  # per test (conftest.py)
+    first = fsv2v("download", "weights", env=env)
+    assert first.returncode == 0, first.stderr
+    assert Path(first.stdout.strip()).is_relative_to(hf_home / "hub")  # shared with other HF tools
+    cache = tmp_path / "hf-hub-cache"
+    moved = fsv2v("download", "weights", env=env, HF_HUB_CACHE=str(cache))
+    assert moved.returncode == 0 and Path(moved.stdout.strip()).is_relative_to(cache)
+    ours = tmp_path / "ours"
+    won = fsv2v("download", "weights", env=env, HF_HUB_CACHE=str(cache), FSV2V_HUB__CACHE_DIR=str(ours))
+    assert won.returncode == 0 and Path(won.stdout.strip()).is_relative_to(ours)
+    # a file another tool put in the HF cache is reused: no download
+    server.reset_requests()
+    again = fsv2v("download", "weights", env=env, HF_HUB_CACHE=str(cache))
+    assert again.returncode == 0 and server.count("GET") == 0

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from fewshotv2v.config import ModelConfig
 from fewshotv2v.errors import CheckpointError
 from fewshotv2v.models.generator import Generator
-from fewshotv2v.models.io import load_pretrained, read_metadata, save_pretrained
+from fewshotv2v.models.io import load_pretrained, read_metadata, save_pretrained, write_checksums
 
 
 def _frame(model, config, seed=0):
@@ -30,7 +30,7 @@ def test_save_load_reproduces_outputs_exactly(tmp_path):
     config = ModelConfig.preset("tiny")
     model = Generator(config).eval()
     folder = save_pretrained(tmp_path / "m", model, metadata={"step": 12, "ema": True})
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["checksums.json", "config.json", "model.safetensors"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp folder gone
     loaded, d = load_pretrained(folder)
     assert d is None and not loaded.training and loaded.config == config
@@ -102,6 +102,7 @@ def test_mismatched_checkpoint_names_keys(tmp_path):
     del state[removed]
     state["extra.weight"] = torch.zeros(1)
     save_file(state, str(folder / "model.safetensors"))
+    write_checksums(folder)  # a consistent folder whose weights do not match the config
     with pytest.raises(CheckpointError) as info:
         load_pretrained(folder)
     message = str(info.value)
@@ -115,3 +116,28 @@ def test_other_config_gives_shape_or_key_error(tmp_path):
     (folder / "config.json").write_text(json.dumps(wider))
     with pytest.raises(CheckpointError, match="shape of"):
         load_pretrained(folder)
+
+
+def test_a_bit_flipped_weights_file_is_refused(tmp_path):
+    """checksums.json holds the sha256 of each weights file; a flipped bit in the tensor data (which
+    safetensors itself never notices) is a one-line CheckpointError. Folders without it still load."""
+    import json
+
+    from fewshotv2v.errors import CheckpointError
+    from fewshotv2v.hub import sha256_file
+    from fewshotv2v.models.discriminators import Discriminators
+
+    config = ModelConfig.preset("tiny")
+    folder = save_pretrained(tmp_path / "m", Generator(config), discriminators=Discriminators(config))
+    record = json.loads((folder / "checksums.json").read_text())
+    assert record["sha256"] == {
+        name: sha256_file(folder / name) for name in ("discriminator.safetensors", "model.safetensors")
+    }
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0x01  # a bit in the last tensor's data: the header stays valid
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="model.safetensors is corrupt"):
+        load_pretrained(folder)
+    (folder / "checksums.json").unlink()  # a folder from before checksums.json: loads as it is
+    load_pretrained(folder, with_discriminators=True)

@@ -234,3 +234,42 @@ def test_real_mediapipe_on_videos_of_different_sizes(tmp_path):
     result = _cli(raw, "-o", tmp_path / "ds")
     assert result.exit_code == 0, result.output
     assert [c.name for c in open_dataset(tmp_path / "ds")] == ["a", "b"]
+
+
+def test_output_under_a_file_says_it_is_not_a_folder(tmp_path, fake):
+    _video(tmp_path / "v.mp4", [True] * 3)
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep")
+    result = _cli(tmp_path / "v.mp4", "-o", afile / "ds")
+    assert result.exit_code == 3 and f"{afile} is not a folder" in " ".join(result.output.split())
+    assert afile.read_text() == "keep"
+
+
+@pytest.mark.slow
+def test_mediapipe_start_up_lines_do_not_reach_stderr(tmp_path):
+    """mediapipe's graph threads print TFLite / absl notices after Holistic() returns: stderr stays ours."""
+    pytest.importorskip("mediapipe")
+    import subprocess
+    import sys
+
+    from fewshotv2v.data import synthetic
+
+    frames, _, _ = synthetic.render_clip(synthetic.make_identity(0), synthetic.motion("walk", 3), (256, 256))
+    write_test_video(tmp_path / "p.mp4", iter(frames), fps=8)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fewshotv2v",
+            "-q",
+            "preprocess",
+            str(tmp_path / "p.mp4"),
+            "-o",
+            str(tmp_path / "ds"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == "" and "clips written: 1" in run.stdout

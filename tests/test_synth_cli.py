@@ -148,6 +148,8 @@ def test_bad_inputs_are_one_line_errors(model_dir, media, tmp_path):
     out = tmp_path / "out.mp4"
     cases = [
         ((model_dir, refs[:1], drive, tmp_path / "missing" / "out.mp4"), 3, "does not exist"),
+        ((model_dir, refs[:1], drive, refs[0] / "out.mp4"), 3, f"{refs[0]} is not a folder"),
+        ((model_dir, refs[:1], drive, refs[0] / "sub" / "out.mp4"), 3, f"{refs[0]} is not a folder"),
         ((model_dir, refs[:1], tmp_path / "nope.mp4", out), 3, "not found"),
         ((model_dir, [tmp_path / "nope.png"], drive, out), 3, "not found"),
         ((tmp_path / "no-model", refs[:1], drive, out), 7, "not found"),

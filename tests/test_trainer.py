@@ -68,8 +68,8 @@ def test_same_seed_same_losses(pose_data, tmp_path):
     ckpt = tmp_path / "a" / "checkpoints" / "step-00000003"
     names = sorted(p.name for p in ckpt.iterdir())
     assert names == [
-        "config.json", "discriminator.safetensors", "generator_raw.safetensors", "model.safetensors",
-        "training_state.pt",
+        "checksums.json", "config.json", "discriminator.safetensors", "generator_raw.safetensors",
+        "model.safetensors", "training_state.pt",
     ]  # fmt: skip
     state = torch.load(ckpt / "training_state.pt", weights_only=True)
     assert state["step"] == 3 and state["nonfinite"] == 0 and state["prev_initialised"]
@@ -153,7 +153,7 @@ def _loader(trainer):
 
 def _train_args(data, run, *extra):
     return [
-        "train", "--data", str(data), "--config", "tiny", "--run", str(run), "--steps", "2",
+        "train", "--data", str(data), "--preset", "tiny", "--run", str(run), "--steps", "2",
         "--batch-size", "1", "--perceptual", "none", "--workers", "0", "--device", "cpu",
         "--single-frame-steps", "1", "--checkpoint-every", "1", "--keep-last", "1", *extra,
     ]  # fmt: skip
@@ -195,8 +195,17 @@ def test_cli_train_early_errors(pose_data, tmp_path, monkeypatch):
     not_data.mkdir()
     r = runner.invoke(app, _train_args(not_data, tmp_path / "r1"))
     assert r.exit_code == 3 and "not a fewshotv2v dataset" in r.output
-    r = runner.invoke(app, [*_train_args(pose_data, tmp_path / "r2"), "--config", "tiny-face"])
-    assert r.exit_code == 2 and "pose data" in r.output
+    r = runner.invoke(app, [*_train_args(pose_data, tmp_path / "r2"), "--preset", "tiny-face"])
+    assert r.exit_code == 2 and "pose data" in r.output and "--preset pose" in " ".join(r.output.split())
+    # `--config` is the settings file, before the command; `train --config` is not an option of train
+    r = runner.invoke(app, [*_train_args(pose_data, tmp_path / "r2b"), "--config", "tiny-face"])
+    assert r.exit_code == 2 and "No such option: --config" in r.output
+    settings = tmp_path / "settings.toml"
+    settings.write_text('device = "cpu"\n')
+    r = runner.invoke(
+        app, ["--config", str(settings), *_train_args(pose_data, tmp_path / "r2c"), "--preset", "x"]
+    )
+    assert r.exit_code == 2 and "--preset 'x' is neither a preset" in " ".join(r.output.split())
     monkeypatch.setenv("FSV2V_HUB__OFFLINE", "1")
     args = [a for a in _train_args(pose_data, tmp_path / "r3") if a not in ("--perceptual", "none")]
     r = runner.invoke(app, args)

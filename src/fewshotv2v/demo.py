@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fewshotv2v.errors import InputError, OutputExistsError
+from fewshotv2v.errors import InputError, OutputExistsError, check_output_folder
 
 # The driving clip: long enough to show motion, short enough for < 1 min on 2 CPU cores.
 DEMO_FRAMES = 72
@@ -102,8 +102,7 @@ def run_demo(
         face_out,
         side_by_side_path(face_out),
     ]
-    if not output.parent.is_dir():
-        raise InputError(f"output folder does not exist: {output.parent}")
+    check_output_folder(output)
     if not overwrite:
         for path in targets:
             if path.exists():

@@ -114,3 +114,17 @@ def require(module: str, extra: str):
         raise DependencyError(
             f"{module} is not installed; install it with: pip install 'fewshotv2v[{extra}]'"
         ) from exc
+
+
+def check_output_folder(path, what: str = "output") -> None:
+    """Raise `InputError` unless the folder that will hold `path` exists: naming the ancestor that is a
+    file (`a.txt/out.mp4`: "a.txt is not a folder") rather than saying the folder does not exist."""
+    from pathlib import Path
+
+    folder = Path(path).parent
+    if folder.is_dir():
+        return
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InputError(f"{what} folder {folder} cannot be used: {existing} is not a folder")
+    raise InputError(f"{what} folder {folder} does not exist")

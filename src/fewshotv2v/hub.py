@@ -63,15 +63,21 @@ def _settings(settings):
 
 
 def hub_token(settings) -> str | bool:
-    """The token to send: settings, else `HF_TOKEN` / stored login; `False` (send none) if there is none.
+    """The token to send: settings (`FSV2V_HUB__TOKEN`, else `HF_TOKEN`), else the stored login
+    (`$HF_TOKEN_PATH`, else `$HF_HOME/token`, read now); `False` (send none) if there is none.
 
     Never printed or logged; it goes only to the configured endpoint.
     """
     if settings.hub.token:
         return settings.hub.token
-    from huggingface_hub import get_token
+    from fewshotv2v.settings import hf_home
 
-    return get_token() or False
+    path = Path(os.environ.get("HF_TOKEN_PATH") or hf_home() / "token").expanduser()
+    try:
+        stored = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        stored = ""
+    return stored or False
 
 
 def _packaged_dir(name: str) -> Path | None:
@@ -92,10 +98,13 @@ def _hub_error(exc: BaseException, repo_id: str, filename: str, revision: str, e
     if isinstance(exc, hf.RevisionNotFoundError):
         return NotFoundOnHubError(f"revision {revision} not found in repository {repo_id}")
     if isinstance(exc, hf.LocalEntryNotFoundError):
-        return OfflineError(
-            f"{filename} of {where} is not in the cache and the Hub cannot be used (offline, or "
-            f"{endpoint} unreachable); run `fsv2v download` while online"
-        )
+        from fewshotv2v.settings import hf_offline_env
+
+        if hf_offline_env():
+            why = "HF_HUB_OFFLINE is set); unset it to download"
+        else:
+            why = f"offline, or {endpoint} unreachable); run `fsv2v download` while online"
+        return OfflineError(f"{filename} of {where} is not in the cache and the Hub cannot be used ({why}")
     if isinstance(exc, hf.EntryNotFoundError):
         return NotFoundOnHubError(f"file {filename} not found in {where}")
     if isinstance(exc, hf.HfHubHTTPError):
@@ -171,6 +180,36 @@ def _remove_download(file: Path) -> None:
 
 
 @contextmanager
+def hub_logs_as_ours(endpoint: str) -> Iterator[None]:
+    """huggingface_hub logs its retries on stderr (`'[Errno 111] Connection refused' thrown while
+    requesting HEAD ...`, `Retrying in 1s [Retry 1/5].`, ~24 s of them for an unreachable endpoint): keep
+    stderr to our own lines. The first retry becomes one info line of ours; the rest is dropped (errors
+    still end as our one-line error). With -v huggingface_hub's own lines are shown."""
+    import logging
+
+    from fewshotv2v.commands import _common
+
+    if _common.STATE.verbose:
+        yield
+        return
+    logger = logging.getLogger("huggingface_hub")
+    told = []
+
+    class _Ours(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if not told and record.getMessage().startswith(("Retrying in", "Rate limited")):
+                told.append(True)
+                _common.info(f"{endpoint} does not answer; retrying for up to ~25 s (Ctrl-C to stop)")
+
+    saved = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [_Ours(logging.WARNING)], False
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = saved
+
+
+@contextmanager
 def _rich_tqdm(enabled: bool, label: str) -> Iterator[type | None]:
     """A tqdm class for `hf_hub_download(tqdm_class=...)` that draws a Rich byte bar on stderr instead
     (off when quiet or when stderr is not a terminal, like every progress bar of the CLI)."""
@@ -223,7 +262,7 @@ def _fetch(
 
     endpoint = settings.hub.endpoint.rstrip("/")
     try:
-        with _rich_tqdm(progress and not offline, filename) as tqdm_class:
+        with hub_logs_as_ours(endpoint), _rich_tqdm(progress and not offline, filename) as tqdm_class:
             path = hf_hub_download(
                 repo_id,
                 filename,
@@ -268,6 +307,8 @@ def download(
     """
     settings = _settings(settings)
     offline = settings.hub.offline if offline is None else offline
+    if offline and force:  # huggingface_hub raises a ValueError for this pair
+        raise ConfigError("--force downloads again, which offline mode forbids")
     cache_dir = Path(cache_dir or settings.hub_cache_dir).expanduser()
     entries = _as_registry(registry)
     if repo is not None or (name not in entries and _REPO_ID.match(name)):

@@ -162,6 +162,9 @@ def export_model(
             data_description=data_description,
         )
         (tmp / "README.md").write_text(card)
+        from fewshotv2v.models.io import write_checksums
+
+        write_checksums(tmp)  # of the copied weights (model.safetensors may be the raw generator)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -279,18 +282,21 @@ def push(
     if not token:
         raise AuthError("pushing needs a write token: `hf auth login`, HF_TOKEN or FSV2V_HUB__TOKEN")
     api = HfApi(endpoint=endpoint, token=token, library_name=LIBRARY_NAME, library_version=__version__)
+    from fewshotv2v.hub import hub_logs_as_ours
+
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        if revision and revision != "main":
-            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
-        info = api.upload_folder(
-            folder_path=str(folder),
-            repo_id=repo_id,
-            repo_type="model",
-            revision=revision,
-            commit_message=commit_message or f"Upload fewshotv2v model ({__version__})",
-            allow_patterns=["*.safetensors", "config.json", "README.md"],
-        )
+        with hub_logs_as_ours(endpoint):
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            if revision and revision != "main":
+                api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+            info = api.upload_folder(
+                folder_path=str(folder),
+                repo_id=repo_id,
+                repo_type="model",
+                revision=revision,
+                commit_message=commit_message or f"Upload fewshotv2v model ({__version__})",
+                allow_patterns=["*.safetensors", "config.json", "checksums.json", "README.md"],
+            )
     except hf.RepositoryNotFoundError as exc:
         raise NotFoundOnHubError(
             f"repository {repo_id} not found on {endpoint} (or no write access)"

@@ -605,8 +605,9 @@ def _check_output(output: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"{output} exists (use --overwrite to replace it)")
     if output.is_dir():
         raise InputError(f"output {output} is a folder; give a file name such as out.mp4")
-    if not output.parent.is_dir():
-        raise InputError(f"output folder {output.parent} does not exist")
+    from fewshotv2v.errors import check_output_folder
+
+    check_output_folder(output)
 
 
 __all__ = ["Pipeline", "SynthesisResult"]

@@ -3,6 +3,11 @@
 Precedence, highest first: CLI options > environment (`FSV2V_*`, nested with `__`) > TOML file > defaults.
 The TOML file is `$FSV2V_CONFIG`, else `~/.config/fewshotv2v/config.toml` if it exists; a file named
 explicitly (`--config`/`FSV2V_CONFIG`) must exist.
+
+The Hub defaults follow Hugging Face's own variables, read when the settings are built (huggingface_hub
+reads them once, at import): `HF_ENDPOINT`, `HF_HUB_OFFLINE`, `HF_TOKEN`, and the standard cache
+(`HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`), so files other tools fetched are
+reused. `FSV2V_HUB__*` (and the TOML file) override them.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,14 +35,41 @@ def _default_cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "fewshotv2v"
 
 
-class HubSettings(BaseSettings):
-    """Where weights come from. `FSV2V_HUB__ENDPOINT`, `FSV2V_HUB__OFFLINE`, ..."""
+def hf_home() -> Path:
+    """`$HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface` (read now)."""
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "huggingface"
 
-    endpoint: str = DEFAULT_HUB_ENDPOINT
-    offline: bool = False
-    # None: use HF_TOKEN or the stored `hf auth login` token if there is one. Never printed.
-    token: str | None = Field(default=None, repr=False)
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hf_offline_env() -> bool:
+    """`HF_HUB_OFFLINE` (or `TRANSFORMERS_OFFLINE`) is set: huggingface_hub then refuses every request,
+    whatever `hub.offline` says (it reads the variable at import), so it cannot be switched back on."""
+    return _env_flag("HF_HUB_OFFLINE") or _env_flag("TRANSFORMERS_OFFLINE")
+
+
+def _hf_hub_cache() -> Path:
+    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    return Path(cache).expanduser() if cache else hf_home() / "hub"
+
+
+class HubSettings(BaseModel):  # not BaseSettings: it would read unprefixed ENDPOINT, TOKEN, ...
+    """Where weights come from. `FSV2V_HUB__ENDPOINT`, `FSV2V_HUB__OFFLINE`, ...; the defaults come from
+    `HF_ENDPOINT`, `HF_HUB_OFFLINE`, `HF_TOKEN` and the standard Hugging Face cache."""
+
+    endpoint: str = Field(default_factory=lambda: os.environ.get("HF_ENDPOINT") or DEFAULT_HUB_ENDPOINT)
+    offline: bool = Field(default_factory=hf_offline_env)
+    # None: the stored `hf auth login` token if there is one. Never printed.
+    token: str | None = Field(default_factory=lambda: os.environ.get("HF_TOKEN") or None, repr=False)
     etag_timeout: float = 10.0
+    cache_dir: Path = Field(default_factory=_hf_hub_cache)  # the Hub download cache
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Settings(BaseSettings):
@@ -84,7 +116,8 @@ class Settings(BaseSettings):
 
     @property
     def hub_cache_dir(self) -> Path:
-        return Path(self.cache_dir).expanduser() / "hub"
+        """The Hub download cache: `hub.cache_dir` (by default the standard Hugging Face cache)."""
+        return Path(self.hub.cache_dir).expanduser()
 
 
 _CURRENT_TOML: dict[str, Path | None] = {"path": None}

@@ -31,7 +31,10 @@ def download(
         str | None, typer.Option("--revision", help="Branch, tag or commit (default: the pinned one).")
     ] = None,
     cache_dir: Annotated[
-        Path | None, typer.Option("--cache-dir", help="Hub cache folder (default: <cache_dir>/hub).")
+        Path | None,
+        typer.Option(
+            "--cache-dir", help="Hub cache folder (default: hub.cache_dir, the Hugging Face cache)."
+        ),
     ] = None,
     local_dir: Annotated[
         Path | None, typer.Option("--local-dir", help="Put the files in this folder instead.")

@@ -22,16 +22,18 @@ def _held_out(text: str | None) -> float | list[str] | None:
 
 def train(
     data: Annotated[Path, typer.Option("--data", help="Dataset folder (fsv2v preprocess / synthetic).")],
-    config: Annotated[
+    preset: Annotated[
         str | None,
         typer.Option(
-            "--config", help="Model: tiny, pose, face, street, ... or a config.json (default: dataset mode)."
+            "--preset",
+            help="Model architecture: tiny, pose, face, street, ..., a config.json or a model folder "
+            "(default: the dataset's mode). Not the settings file: that is `fsv2v --config FILE train`.",
         ),
     ] = None,
     run: Annotated[
         Path | None,
         typer.Option(
-            "--run", "--run-dir", help="Run folder (default: runs/<config>; under torchrun use --run-dir)."
+            "--run", "--run-dir", help="Run folder (default: runs/<preset>; under torchrun use --run-dir)."
         ),
     ] = None,
     train_config: Annotated[
@@ -114,9 +116,9 @@ def train(
         "workers": workers, "log_every": log_every, "sample_every": sample_every,
         "checkpoint_every": checkpoint_every, "keep_last": keep_last,
     }  # fmt: skip
-    run_dir = run or Path("runs") / (Path(config).stem if config else "train")
+    run_dir = run or Path("runs") / (Path(preset).stem if preset else "train")
     plan = plan_run(
-        data=data, run_dir=run_dir, config=config, train_config_file=train_config, overrides=overrides,
+        data=data, run_dir=run_dir, config=preset, train_config_file=train_config, overrides=overrides,
         resume=resume, init=init, overwrite=overwrite, settings=settings,
     )  # fmt: skip
     total = plan.train_config.steps

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from fewshotv2v.errors import InputError, OutputExistsError
+from fewshotv2v.errors import InputError, OutputExistsError, check_output_folder
 
 FORMAT = "fewshotv2v-dataset"
 VERSION = 1
@@ -83,8 +83,7 @@ class DatasetWriter:
         self.overwrite = overwrite
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"output is a file, not a folder: {self.root}")
-        if not self.root.parent.is_dir():
-            raise InputError(f"output folder's parent does not exist: {self.root.parent}")
+        check_output_folder(self.root, "dataset")
         index_path = self.root / INDEX_FILE
         if index_path.is_file():
             index = _read_index(self.root)

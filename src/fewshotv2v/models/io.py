@@ -1,4 +1,6 @@
-"""Model folders: `config.json` + `model.safetensors` (+ optional `discriminator.safetensors`).
+"""Model folders: `config.json` + `model.safetensors` (+ optional `discriminator.safetensors`) +
+`checksums.json` (the sha256 of each weights file, checked at load: a bit-flipped file is refused; folders
+written before it existed load without the check).
 
 The safetensors metadata carries short provenance strings (fewshotv2v version, arch = preset name, mode,
 step, ema). Saving writes into a temporary folder first and moves the files into place with `os.replace`,
@@ -24,7 +26,38 @@ from fewshotv2v.errors import CheckpointError, ConfigError
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 D_WEIGHTS_NAME = "discriminator.safetensors"
+CHECKSUMS_NAME = "checksums.json"
+CHECKSUMS_FORMAT = "fewshotv2v-checksums"
 _COMPILE_PREFIX = "_orig_mod."
+
+
+def write_checksums(directory: str | Path) -> Path:
+    """Write `checksums.json`: the sha256 of every `*.safetensors` file in `directory`."""
+    from fewshotv2v.hub import sha256_file
+
+    directory = Path(directory)
+    sums = {p.name: sha256_file(p) for p in sorted(directory.glob("*.safetensors"))}
+    path = directory / CHECKSUMS_NAME
+    path.write_text(json.dumps({"format": CHECKSUMS_FORMAT, "sha256": sums}, indent=1) + "\n")
+    return path
+
+
+def verify_checksum(path: Path) -> None:
+    """Compare a weights file with the sha256 recorded beside it (nothing to do when none is)."""
+    from fewshotv2v.hub import sha256_file
+
+    record = path.parent / CHECKSUMS_NAME
+    if not record.is_file():
+        return
+    try:
+        expected = json.loads(record.read_text(encoding="utf-8"))["sha256"].get(path.name)
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        raise CheckpointError(f"cannot read {record}") from None
+    if expected is not None and sha256_file(path) != expected:
+        raise CheckpointError(
+            f"{path} is corrupt: its sha256 differs from the one recorded when it was saved ({record.name}); "
+            "copy or download it again"
+        )
 
 
 def _plain_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -76,11 +109,13 @@ def save_pretrained(
                 tmp / D_WEIGHTS_NAME,
                 metadata=_metadata(config, metadata, "D"),
             )
+        write_checksums(tmp)
         if not directory.exists():
             os.replace(tmp, directory)
         else:
             # weights first, config last: a reader never sees a new config with old weights
-            names = [n for n in (WEIGHTS_NAME, D_WEIGHTS_NAME, CONFIG_NAME) if (tmp / n).exists()]
+            order = (WEIGHTS_NAME, D_WEIGHTS_NAME, CHECKSUMS_NAME, CONFIG_NAME)
+            names = [n for n in order if (tmp / n).exists()]
             for name in names:
                 os.replace(tmp / name, directory / name)
     finally:
@@ -126,6 +161,7 @@ def load_weights(module: nn.Module, path: Path) -> None:
 
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
+    verify_checksum(path)
     try:
         state = load_file(str(path), device="cpu")
     except Exception as exc:

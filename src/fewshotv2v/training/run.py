@@ -37,14 +37,14 @@ class RunPlan:
 
 
 def load_model_config(spec: str) -> ModelConfig:
-    """`--config`: a preset name, a model config JSON file, or a model folder (its config.json)."""
+    """`fsv2v train --preset`: a preset name, a model config JSON file, or a model folder (config.json)."""
     if spec in PRESETS:
         return ModelConfig.preset(spec)
     path = Path(spec).expanduser()
     if path.is_dir():
         path = path / "config.json"
     if not path.is_file():
-        raise ConfigError(f"--config {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a config file")
+        raise ConfigError(f"--preset {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a config file")
     try:
         return ModelConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except json.JSONDecodeError as exc:
@@ -123,7 +123,7 @@ def plan_run(
 
         model_config = ModelConfig.from_dict(load_training_state(resume_from)["model_config"])
         if config is not None and load_model_config(config).to_dict() != model_config.to_dict():
-            raise ConfigError(f"--config {config} differs from the model config of the run being resumed")
+            raise ConfigError(f"--preset {config} differs from the model config of the run being resumed")
     elif config is not None:
         model_config = load_model_config(config)
     elif init is not None:
@@ -133,10 +133,10 @@ def plan_run(
     if dataset.mode != model_config.mode:
         raise ConfigError(
             f"dataset {data} is {dataset.mode} data but the model config is {model_config.mode} "
-            f"(use --config {dataset.mode} or a {dataset.mode} dataset)"
+            f"(use --preset {dataset.mode} or a {dataset.mode} dataset)"
         )
     if init is not None and init_config.to_dict() != model_config.to_dict():
-        raise ConfigError(f"--init model {init} has a different architecture than --config {config}")
+        raise ConfigError(f"--init model {init} has a different architecture than --preset {config}")
 
     base: dict[str, Any] = {}
     if resuming and (run_dir / TRAIN_CONFIG_FILE).is_file():

@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from fewshotv2v.errors import InputError, OutputExistsError
+from fewshotv2v.errors import InputError, OutputExistsError, check_output_folder
 from fewshotv2v.video.images import _short
 from fewshotv2v.video.types import _AV_ERRORS
 
@@ -33,8 +33,7 @@ def _rate(fps: float) -> Fraction:
 
 
 def _prepare_output(path: Path, overwrite: bool) -> None:
-    if not path.parent.is_dir():
-        raise InputError(f"output folder does not exist: {path.parent}")
+    check_output_folder(path)
     if path.is_dir():
         raise InputError(f"output is a folder: {path}")
     if path.exists() and not overwrite:

@@ -174,9 +174,16 @@ class MediaPipeBackend(Backend):
         self._start()
 
     def _start(self) -> None:
-        self._first = True
-        with _quiet_native_stderr():  # graph start-up notices from TFLite / absl
+        # Graph start-up notices from TFLite / absl ("INFO: Created TensorFlow Lite XNNPACK delegate") are
+        # printed by the graph's own threads after the constructor returns: stderr stays quiet until the
+        # first frame is done (by then the graph is up).
+        self._quiet = contextlib.ExitStack()
+        self._quiet.enter_context(_quiet_native_stderr())
+        try:
             self._holistic = self._mp.solutions.holistic.Holistic(**self._options)
+        except BaseException:
+            self._quiet.close()
+            raise
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """``image`` uint8 RGB ``(H, W, 3)`` -> zero or one :class:`Detection`."""
@@ -188,12 +195,10 @@ class MediaPipeBackend(Backend):
             self.close()  # tracking cannot carry over a size change anyway
             self._start()
         self._hw = hw
-        if self._first:  # the first frame starts the per-model calculators, which log too
-            self._first = False
-            with _quiet_native_stderr():
-                res = self._holistic.process(img)
-        else:
+        try:
             res = self._holistic.process(img)
+        finally:
+            self._quiet.close()  # after the first frame (a no-op later)
         pose = _as_array(res.pose_landmarks, with_visibility=True)
         face = _as_array(res.face_landmarks)
         lh, rh = _as_array(res.left_hand_landmarks), _as_array(res.right_hand_landmarks)
@@ -211,3 +216,9 @@ class MediaPipeBackend(Backend):
             holistic, self._holistic = self._holistic, None
             with contextlib.suppress(RuntimeError):  # a graph that already failed raises its error again
                 holistic.close()
+        self._quiet.close()
+
+    def __del__(self) -> None:  # never leave stderr silenced (a backend dropped before its first frame)
+        quiet = getattr(self, "_quiet", None)
+        if quiet is not None:
+            quiet.close()
