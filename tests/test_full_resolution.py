@@ -291,3 +291,23 @@ def test_keypoint_warp_picks_the_reference_in_the_closest_pose():
     target = poses[1].clone()
     target[:, :2] += torch.tensor([5.0, -3.0])  # same pose elsewhere in the crop
     assert int(closest_reference(poses[None], target[None])[0]) == 1
+
+
+def test_export_half_stores_fp16_that_loads_into_the_model(tmp_path, one_thread):
+    from safetensors import safe_open
+
+    from fewshotv2v.hub_publish import export_model
+    from fewshotv2v.models.io import load_pretrained, save_pretrained
+
+    gen = Generator(ModelConfig.preset("tiny-prior"))
+    save_pretrained(tmp_path / "full", gen)
+    out = export_model(tmp_path / "full", tmp_path / "half", half=True, discriminator=False)
+    with safe_open(str(out / "model.safetensors"), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # noqa: SIM118
+    loaded, _ = load_pretrained(out)
+    ref = dict(gen.state_dict())
+    for key, value in loaded.state_dict().items():
+        assert value.dtype == ref[key].dtype and torch.allclose(value, ref[key].half().float())
+    assert (tmp_path / "full" / "model.safetensors").stat().st_size > 1.9 * (
+        out / "model.safetensors"
+    ).stat().st_size

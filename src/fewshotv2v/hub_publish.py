@@ -131,9 +131,12 @@ def export_model(
     license: str | None = None,
     name: str | None = None,
     data_description: str | None = None,
+    half: bool = False,
+    discriminator: bool = True,
 ) -> Path:
-    """Write a Hub-ready folder: model.safetensors, config.json, discriminator.safetensors (if present),
-    README.md (model card with YAML front matter). Written to a temporary folder, then renamed."""
+    """Write a Hub-ready folder: model.safetensors, config.json, discriminator.safetensors (if present and
+    `discriminator`), README.md (model card with YAML front matter). Written to a temporary folder, then
+    renamed. `half`: store the weights as fp16 (half the size; they load into fp32 modules as usual)."""
     ckpt = find_checkpoint(src)
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
@@ -145,10 +148,11 @@ def export_model(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        shutil.copyfile(weights, tmp / "model.safetensors")
+        with_d = discriminator and (ckpt / "discriminator.safetensors").is_file()
+        _copy_weights(weights, tmp / "model.safetensors", half)
         shutil.copyfile(ckpt / "config.json", tmp / "config.json")
-        if (ckpt / "discriminator.safetensors").is_file():
-            shutil.copyfile(ckpt / "discriminator.safetensors", tmp / "discriminator.safetensors")
+        if with_d:
+            _copy_weights(ckpt / "discriminator.safetensors", tmp / "discriminator.safetensors", half)
         card = model_card(
             name=name or out.name,
             config=config,
@@ -158,7 +162,7 @@ def export_model(
             train_config=_read_json(run / "train_config.json"),
             metrics=_read_json(run / "metrics.json") or _read_json(ckpt / "metrics.json"),
             losses=_last_losses(run / "log.jsonl"),
-            has_discriminator=(ckpt / "discriminator.safetensors").is_file(),
+            has_discriminator=with_d,
             data_description=data_description,
         )
         (tmp / "README.md").write_text(card)
@@ -171,6 +175,22 @@ def export_model(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _copy_weights(src: Path, dst: Path, half: bool) -> None:
+    """Copy a safetensors file; `half`: with its floating-point tensors as fp16 (metadata `dtype=fp16`)."""
+    if not half:
+        shutil.copyfile(src, dst)
+        return
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        metadata = dict(f.metadata() or {})
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    save_file(state, str(dst), metadata={**metadata, "dtype": str(torch.float16).split(".")[-1]})
 
 
 def _fmt(value: Any) -> str:

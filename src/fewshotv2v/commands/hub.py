@@ -98,6 +98,16 @@ def export(
     data: Annotated[
         str | None, typer.Option("--data", help="Describe the training data for the model card.")
     ] = None,
+    half: Annotated[
+        bool, typer.Option("--half", help="Store the weights as fp16 (half the size; loaded as fp32).")
+    ] = False,
+    discriminator: Annotated[
+        bool,
+        typer.Option(
+            "--discriminator/--no-discriminator",
+            help="Include discriminator.safetensors (needed by synth --finetune).",
+        ),
+    ] = True,
 ) -> None:
     """Make a Hub-ready folder: weights, config.json, discriminator (if any), README.md model card."""
     from fewshotv2v.hub_publish import export_model
@@ -109,6 +119,8 @@ def export(
         overwrite=overwrite,
         license=license,
         data_description=data,
+        half=half,
+        discriminator=discriminator,
     )
     typer.echo(str(out))
 
