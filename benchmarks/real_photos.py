@@ -13,7 +13,8 @@ clothing colour (mean RGB inside the person mask) against the reference, backgro
 person, output height. Frame grids are written as PNG under --out.
 
     python benchmarks/real_photos.py --face-models keypoint-warp-face,face-lite \\
-        --pose-models keypoint-warp,pose-lite --frames 24 --out bench-out
+        --pose-models keypoint-warp,pose-lite --frames 24 --out bench-out \\
+        --speed-models pose-lite,face-lite,keypoint-warp      # + frames/s at 1024 px, the prior's share
 """
 
 from __future__ import annotations
@@ -222,6 +223,50 @@ def run_pose(models: list[str], frames: int, out_dir: Path) -> dict:
     return results
 
 
+def run_speed(models: list[str], frames: int, size: int) -> dict:
+    """frames/s of `Pipeline.stream` at the default output size (the astronaut photo upscaled so its long
+    side is `size`), and the share of the keypoint prior: `keypoint_prior` timed alone on the same frames
+    at the model's size."""
+    import skimage.data
+
+    from fewshotv2v.models.generator import keypoint_prior
+    from fewshotv2v.pipeline import Pipeline
+    from fewshotv2v.semantics.backends import get_backend
+    from fewshotv2v.semantics.face_motion import animate_face
+    from fewshotv2v.video import resize_image
+
+    photo = resize_image(skimage.data.astronaut(), size, size)
+    detector = get_backend("mediapipe", static_image_mode=True)
+    det = detector.detect(photo)[0]
+    detector.close()
+    out = {}
+    for model in models:
+        pipe = Pipeline.from_pretrained(model, backend="none", device="cpu")
+        face = pipe.mode == "face"
+        pipe.set_references([photo], keypoints=[det.keypoints], masks=[None if face else det.mask])
+        drive = list(animate_face(det.keypoints, frames)) if face else arm_motion(det.keypoints, frames, size)
+        list(pipe.stream([photo] * 2, keypoints=drive[:2]))  # warm-up
+        t0 = time.perf_counter()
+        list(pipe.stream([photo] * frames, keypoints=drive))
+        per_frame = (time.perf_counter() - t0) / frames
+        composer, ref = pipe._composer, torch.from_numpy(pipe.references[0].keypoints)[None]
+        targets = [composer.target(k, None) for k in drive]
+        t0 = time.perf_counter()
+        for target in targets:
+            transform = torch.from_numpy(target.transforms[:1]) if target.transforms is not None else None
+            keypoint_prior(pipe.config, ref, torch.from_numpy(target.keypoints)[None], transform)
+        prior = (time.perf_counter() - t0) / frames
+        out[model] = {
+            "output_hw": list(pipe.output_size),
+            "model_hw": list(pipe.config.size),
+            "frames_per_s": 1 / per_frame,
+            "ms_per_frame": 1000 * per_frame,
+            "prior_ms": 1000 * prior,
+            "prior_share": prior / per_frame,
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--face-models", default="keypoint-warp-face")
@@ -229,12 +274,17 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
+    parser.add_argument("--speed-models", default="", help="models to time at the default output size")
+    parser.add_argument("--speed-size", type=int, default=1024)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     split = [m for m in args.face_models.split(",") if m], [m for m in args.pose_models.split(",") if m]
     report = {"face": run_face(split[0], args.frames, args.out) if split[0] else {}}
     report["pose"] = run_pose(split[1], args.frames, args.out) if split[1] else {}
+    speed = [m for m in args.speed_models.split(",") if m]
+    if speed:
+        report["speed"] = run_speed(speed, args.frames, args.speed_size)
     print(json.dumps(report, indent=2))
 
 
