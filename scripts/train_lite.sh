@@ -30,7 +30,7 @@ checkpoint_every = 150
 keep_last = 4
 TOML
 for mode in pose face; do
-    fsv2v train --data "synth_$mode" --config "$mode-lite" --run "${mode}_lite" --train-config lite.toml \
+    fsv2v train --data "synth_$mode" --preset "$mode-lite" --run "${mode}_lite" --train-config lite.toml \
         --steps "${STEPS:-4000}" --batch-size 4 --perceptual none --workers 0 --device cpu \
         --held-out id0022,id0023 --seed 0 &
 done
