@@ -217,9 +217,22 @@ def test_loss_weights_defaults():
         "mask": 10.0,
         "face": 10.0,
         "temporal": 1.0,
+        "reconstruction": 0.0,
     }
     with pytest.raises(ConfigError, match="w_warp"):
         LossWeights(warp=-1.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         w.gan = 2.0  # type: ignore[misc]
     assert dataclasses.replace(w, perceptual=0.0).perceptual == 0.0
+
+
+def test_reconstruction_term_is_l1_and_weighted_when_on():
+    import torch
+
+    from fewshotv2v.losses import reconstruction_loss
+    from fewshotv2v.training.steps import G_TERMS
+
+    fake, real = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
+    assert float(reconstruction_loss(fake, real)) == 0.5
+    term = next(t for t in G_TERMS if t.name == "g_l1")
+    assert term.weight == "reconstruction" and LossWeights(reconstruction=10.0).reconstruction == 10.0
