@@ -12,8 +12,9 @@ own resolution (capped by `size`):
   reference's face box, fixed.
 - **compose**: the generator's flow, mask and H output (model size) are upsampled to the target box at
   canvas resolution; the reference is sampled at *its own* resolution through the flow, laid over the
-  plate with the warped person mask, blended with H's output by the learned mask and pasted into the
-  canvas with a feathered edge. So the texture comes from the photo, not from the generator's resolution.
+  plate with the warped person mask, corrected by H's residual where the learned mask distrusts the warp,
+  and pasted into the canvas with a feathered edge. So the texture comes from the photo, not from the
+  generator's resolution.
 
 Boxes are integer-aligned in canvas pixels, so a crop pixel is a canvas pixel (no resampling at paste).
 """
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fewshotv2v.models.composite import fill_background
+from fewshotv2v.models.composite import composite, fill_background
 from fewshotv2v.semantics.crops import box_transform, crop_image, transform_keypoints
 from fewshotv2v.semantics.label_maps import build_label_map
 
@@ -244,8 +245,7 @@ class Composer:
             mode="bilinear",
             align_corners=False,
         )
-        trust = 1 - up[:, :1]
-        crop = trust * base + (1 - trust) * up[:, 1:]
+        crop = composite(base, 1 - up[:, :1], up[:, 1:])  # the photo's detail + the upsampled correction
         weight = _feather(box_hw, _FEATHER[self.mode], crop.device)
         crop = weight * crop + (1 - weight) * backdrop
         return self._paste(crop, box)

@@ -2,7 +2,11 @@
 
     person_t = warp(ref person mask, flow)                   where the reference person lands in the frame
     base     = person_t * warp(ref, flow) + (1 - person_t) * background
-    out      = m * base + (1 - m) * h                          m: learned trust, h: H's output
+    out      = base + (1 - m) * r                             m: learned trust, r: H's output
+
+H's output is read as a *residual* over the base, h = base + r, so `out = m * base + (1 - m) * h` as SPEC
+§7 writes it. H's last conv starts at zero (r = 0): an untrained model is exactly the prior's warp, and at
+full resolution the photo's detail is kept wherever the correction is zero (only r is upsampled).
 
 `background` is the reference with its person removed (`fill_background`, a classical fill of the masked
 area) seen through the camera map between the reference crop and the target crop (`similarity_flow`): so
@@ -87,9 +91,10 @@ def warp_base(
     return person_t * warped[:, :3] + (1 - person_t) * background.to(warped.dtype), person_t
 
 
-def composite(base: torch.Tensor, trust: torch.Tensor, synthesized: torch.Tensor) -> torch.Tensor:
-    """out = m * base + (1 - m) * h, with m = `trust (B, 1, H, W)` and h = `synthesized (B, 3, H, W)`."""
-    return trust * base + (1 - trust) * synthesized
+def composite(base: torch.Tensor, trust: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """out = base + (1 - m) * r, with m = `trust (B, 1, H, W)` and r = H's `residual (B, 3, H, W)`,
+    clamped to the image range [-1, 1]."""
+    return (base + (1 - trust) * residual).clamp(-1, 1)
 
 
 __all__ = ["composite", "fill_background", "similarity_flow", "warp_base"]

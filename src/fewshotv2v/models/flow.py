@@ -8,7 +8,7 @@ the reference warp and the previous-frame warp; when both are needed they run as
 With the keypoint flow prior (SPEC §7, `flow_prior="keypoints"`) W also sees the prior flow (normalised)
 and the source warped by it, and its flow head predicts a residual on top of the prior: the head starts at
 zero, so an untrained W returns the prior exactly. With the warp composite the mask head starts at a
-constant "trust the warp" (mask sigmoid(-4) = 0.018).
+constant "trust the warp" (mask sigmoid(-2) = 0.12).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from torch import nn
 from fewshotv2v.config import ModelConfig
 from fewshotv2v.models.layers import ResBlock, lrelu, maybe_sn, upsample2
 
-MASK_INIT_LOGIT = -4.0  # warp composite: mask sigmoid(-4) = 0.018, i.e. the warp is trusted at 98 %
+# Warp composite: the mask (1 - trust) starts at sigmoid(-2) = 0.12. H's residual starts at zero, so the
+# output starts as the prior's warp whatever this is; it only sets how fast H's correction comes in.
+MASK_INIT_LOGIT = -2.0
 
 
 class FlowNetwork(nn.Module):
@@ -48,7 +50,7 @@ class FlowNetwork(nn.Module):
         if self.uses_prior:  # residual flow: zero at the start
             nn.init.zeros_(self.flow_head.weight)
             nn.init.zeros_(self.flow_head.bias)
-        if config.composite == "warp":  # composite mask: start by trusting the warp everywhere (98 %)
+        if config.composite == "warp":  # composite mask: start by trusting the warp everywhere (88 %)
             nn.init.zeros_(self.mask_head.weight)
             nn.init.constant_(self.mask_head.bias, MASK_INIT_LOGIT)
 

@@ -73,7 +73,8 @@ class GeneratorOutput:
     warped_prev: torch.Tensor | None = None
     mask_prev: torch.Tensor | None = None
     flow_prev: torch.Tensor | None = None
-    raw_image: torch.Tensor | None = None  # H's output before matting (street); same as image otherwise
+    # H's output before matting (street) or the warp composite (there: the residual over warped_ref)
+    raw_image: torch.Tensor | None = None
 
 
 def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None) -> torch.Tensor:
@@ -196,6 +197,9 @@ class ImageDecoder(nn.Module):
             conds = [ch(i)] + ([ch(i), ch(i)] if i < extra else [])  # m_i, ref UNet, prev UNet
             self.blocks[str(i)] = SPADEResBlock(fin, ch(i), conds, generated=i < g, sn=config.spectral_norm)
         self.conv_img = nn.Conv2d(ch(0), 3, 3, padding=1)
+        if config.composite == "warp":  # H predicts a residual over the warped reference: zero at first
+            nn.init.zeros_(self.conv_img.weight)
+            nn.init.zeros_(self.conv_img.bias)
         self.num_levels = n
 
     def generated_shapes(self, config: ModelConfig) -> GeneratedShapes:
@@ -384,7 +388,7 @@ class Generator(nn.Module):
             image = raw * mask_ref + warped_ref * (1 - mask_ref)
             if has_prev:
                 image = image * mask_prev + warped_prev * (1 - mask_prev)
-        elif self.config.composite == "warp":  # SPEC §7: m = 1 - mask_ref trusts the warped reference
+        elif self.config.composite == "warp":  # SPEC §7: m = 1 - mask_ref; H's output is a residual
             image = C.composite(warped_ref, 1 - mask_ref, raw)
         return GeneratorOutput(
             image=image,

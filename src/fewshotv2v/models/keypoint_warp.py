@@ -77,7 +77,7 @@ class KeypointWarp(nn.Module):
         trust_all = torch.zeros_like(image[:, :1])  # mask_ref = 1 - trust: the warp is trusted everywhere
         return GeneratorOutput(
             image=image, warped_ref=image, mask_ref=trust_all, flow_ref=flow, ref_index=ref_index,
-            raw_image=image,
+            raw_image=torch.zeros_like(image),  # no correction: the composite is the warp
         )  # fmt: skip
 
 
