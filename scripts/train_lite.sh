@@ -24,6 +24,7 @@ clip_len_double_every = 100000
 clip_len_max = 2
 keypoint_noise = 0.01
 w_reconstruction = 10.0
+w_face = 2.0
 log_every = 25
 sample_every = 250
 checkpoint_every = 150
