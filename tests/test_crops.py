@@ -7,19 +7,19 @@ import pytest
 
 from fewshotv2v.errors import InputError, NoPersonError
 from fewshotv2v.semantics import crops as C
-from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics import keypoints as kp
 
 
 def standing(top=40.0, bottom=200.0, x=100.0) -> np.ndarray:
     """Nose, neck and ankles: head top = nose - 0.5 * (neck - nose)."""
-    k = K.empty()
+    k = kp.empty()
     nose_y = top + 10.0
-    k[K.NOSE] = (x, nose_y, 1)
-    k[K.NECK] = (x, nose_y + 20, 1)
-    k[K.R_WRIST] = (x - 30, (top + bottom) / 2, 1)
-    k[K.L_WRIST] = (x + 10, (top + bottom) / 2, 1)
-    k[K.R_ANKLE] = (x - 5, bottom, 1)
-    k[K.L_ANKLE] = (x + 5, bottom, 1)
+    k[kp.NOSE] = (x, nose_y, 1)
+    k[kp.NECK] = (x, nose_y + 20, 1)
+    k[kp.R_WRIST] = (x - 30, (top + bottom) / 2, 1)
+    k[kp.L_WRIST] = (x + 10, (top + bottom) / 2, 1)
+    k[kp.R_ANKLE] = (x - 5, bottom, 1)
+    k[kp.L_ANKLE] = (x + 5, bottom, 1)
     return k
 
 
@@ -45,7 +45,7 @@ def test_pose_box_clamps_and_pads():
     assert box[1] < 0 and box[3] > 400
     assert (box[1] + box[3]) / 2 == pytest.approx(200.5)
     with pytest.raises(NoPersonError):
-        C.pose_crop_box(K.empty(), (400, 300))
+        C.pose_crop_box(kp.empty(), (400, 300))
 
 
 def test_pose_box_jitter():
@@ -73,11 +73,11 @@ def test_face_box():
     assert box[2] - box[0] == pytest.approx(80) and box[3] - box[1] == pytest.approx(80)
     assert (box[0] + box[2]) / 2 == pytest.approx(120.5)
     assert box[1] == pytest.approx(220.5 - 1.25 * 40)  # top = centre - 1.25 w
-    k = K.empty()
+    k = kp.empty()
     k[25:93] = face
     np.testing.assert_allclose(C.face_crop_box(k, (1000, 1000)), box)
     with pytest.raises(NoPersonError):
-        C.face_crop_box(K.empty(), (100, 100))
+        C.face_crop_box(kp.empty(), (100, 100))
 
 
 def test_crop_image_identity_padding_and_downscale():

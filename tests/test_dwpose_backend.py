@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fewshotv2v.errors import ConfigError, InputError
-from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics import keypoints as kp
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -148,20 +148,20 @@ def test_backend_on_stand_in_models(models):
     for det_, box in ((a, PERSON_A), (b, PERSON_B)):
         wb = expected_source(box)  # (133, 2)
         k = det_.keypoints
-        np.testing.assert_allclose(k[K.NOSE], (*wb[0], 0.8), atol=1e-3)
-        np.testing.assert_allclose(k[K.NECK, :2], (wb[5] + wb[6]) / 2, atol=1e-3)
-        np.testing.assert_allclose(k[K.MID_HIP, :2], (wb[11] + wb[12]) / 2, atol=1e-3)
-        np.testing.assert_allclose(k[K.R_EYE, :2], wb[2], atol=1e-3)
-        np.testing.assert_allclose(k[K.L_SHOULDER, :2], wb[5], atol=1e-3)
-        np.testing.assert_allclose(k[K.R_KNEE, :2], wb[14], atol=1e-3)
-        assert (k[K.L_EAR] == 0).all()  # score 0.2 < 0.3: missing
-        np.testing.assert_allclose(k[K.L_BIG_TOE, :2], wb[17], atol=1e-3)
-        np.testing.assert_allclose(k[K.R_HEEL, :2], wb[22], atol=1e-3)
+        np.testing.assert_allclose(k[kp.NOSE], (*wb[0], 0.8), atol=1e-3)
+        np.testing.assert_allclose(k[kp.NECK, :2], (wb[5] + wb[6]) / 2, atol=1e-3)
+        np.testing.assert_allclose(k[kp.MID_HIP, :2], (wb[11] + wb[12]) / 2, atol=1e-3)
+        np.testing.assert_allclose(k[kp.R_EYE, :2], wb[2], atol=1e-3)
+        np.testing.assert_allclose(k[kp.L_SHOULDER, :2], wb[5], atol=1e-3)
+        np.testing.assert_allclose(k[kp.R_KNEE, :2], wb[14], atol=1e-3)
+        assert (k[kp.L_EAR] == 0).all()  # score 0.2 < 0.3: missing
+        np.testing.assert_allclose(k[kp.L_BIG_TOE, :2], wb[17], atol=1e-3)
+        np.testing.assert_allclose(k[kp.R_HEEL, :2], wb[22], atol=1e-3)
         np.testing.assert_allclose(k[25, :2], wb[23], atol=1e-3)  # jaw start
         np.testing.assert_allclose(k[25 + 67, :2], wb[90], atol=1e-3)
         np.testing.assert_allclose(k[25 + 68, :2], wb[23 + 36 : 23 + 42].mean(0), atol=1e-3)  # right pupil
-        np.testing.assert_allclose(k[K.LEFT_HAND][0, :2], wb[91], atol=1e-3)
-        np.testing.assert_allclose(k[K.RIGHT_HAND][20, :2], wb[132], atol=1e-3)
+        np.testing.assert_allclose(k[kp.LEFT_HAND][0, :2], wb[91], atol=1e-3)
+        np.testing.assert_allclose(k[kp.RIGHT_HAND][20, :2], wb[132], atol=1e-3)
 
 
 def test_model_errors(tmp_path, models):

@@ -9,18 +9,18 @@ import pytest
 
 from fewshotv2v.errors import ConfigError, InputError
 from fewshotv2v.semantics import crops as C
-from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics import keypoints as kp
 from fewshotv2v.semantics.label_maps import build_label_map
 
 
 def frame_person() -> np.ndarray:
     """A person standing in a 240 x 320 (H x W) frame."""
-    k = K.empty()
+    k = kp.empty()
     pts = {
-        K.NOSE: (160, 40), K.NECK: (160, 64), K.R_SHOULDER: (144, 64), K.L_SHOULDER: (176, 64),
-        K.R_ELBOW: (138, 96), K.L_ELBOW: (182, 96), K.R_WRIST: (134, 124), K.L_WRIST: (186, 124),
-        K.MID_HIP: (160, 130), K.R_HIP: (150, 130), K.L_HIP: (170, 130), K.R_KNEE: (150, 170),
-        K.L_KNEE: (170, 170), K.R_ANKLE: (150, 210), K.L_ANKLE: (170, 210),
+        kp.NOSE: (160, 40), kp.NECK: (160, 64), kp.R_SHOULDER: (144, 64), kp.L_SHOULDER: (176, 64),
+        kp.R_ELBOW: (138, 96), kp.L_ELBOW: (182, 96), kp.R_WRIST: (134, 124), kp.L_WRIST: (186, 124),
+        kp.MID_HIP: (160, 130), kp.R_HIP: (150, 130), kp.L_HIP: (170, 130), kp.R_KNEE: (150, 170),
+        kp.L_KNEE: (170, 170), kp.R_ANKLE: (150, 210), kp.L_ANKLE: (170, 210),
     }  # fmt: skip
     for i, p in pts.items():
         k[i] = (*p, 1.0)
@@ -40,7 +40,7 @@ def test_pose_label_map_with_mask():
     assert lab[:3].max() == 1.0  # skeleton drawn
     np.testing.assert_array_equal(lab[3], mask / 255.0)
     # The skeleton sits in the middle of the crop: the neck is at half the width.
-    neck = kc[K.NECK]
+    neck = kc[kp.NECK]
     assert lab[:3, int(round(neck[1])), int(round(neck[0]))].sum() > 0
     # A mask at another resolution is resized; a missing mask is an error for a mask model.
     lab2 = build_label_map("pose", kc, (64, 32), config=cfg, mask=np.ones((128, 64), np.float32))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fewshotv2v.errors import ConfigError, DependencyError
-from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics import keypoints as kp
 from fewshotv2v.semantics.backends import get_backend, register_backend, unregister_backend
 from fewshotv2v.semantics.backends.base import Backend, Detection
 from fewshotv2v.semantics.backends.mediapipe_backend import (
@@ -38,26 +38,26 @@ def test_body_mapping():
     assert k.shape == (137, 3)
     scale = np.array([W, H])
     pose = fake_pose()
-    np.testing.assert_allclose(k[K.NOSE, :2], pose[0, :2] * scale)
-    np.testing.assert_allclose(k[K.R_SHOULDER], (30, 60, 0.4), rtol=1e-6)
-    np.testing.assert_allclose(k[K.L_SHOULDER, :2], (70, 60))
-    np.testing.assert_allclose(k[K.NECK], (50, 60, 0.4), rtol=1e-6)  # mid-shoulders, min visibility
-    np.testing.assert_allclose(k[K.MID_HIP, :2], (50, 120))
-    np.testing.assert_allclose(k[K.R_EYE, :2], pose[5, :2] * scale)
-    np.testing.assert_allclose(k[K.L_EAR, :2], pose[7, :2] * scale)
-    np.testing.assert_allclose(k[K.R_KNEE, :2], pose[26, :2] * scale)
-    np.testing.assert_allclose(k[K.L_ANKLE, :2], pose[27, :2] * scale)
-    np.testing.assert_allclose(k[K.L_HEEL, :2], (60, 180))
-    np.testing.assert_allclose(k[K.L_BIG_TOE, :2], (60, 190))
+    np.testing.assert_allclose(k[kp.NOSE, :2], pose[0, :2] * scale)
+    np.testing.assert_allclose(k[kp.R_SHOULDER], (30, 60, 0.4), rtol=1e-6)
+    np.testing.assert_allclose(k[kp.L_SHOULDER, :2], (70, 60))
+    np.testing.assert_allclose(k[kp.NECK], (50, 60, 0.4), rtol=1e-6)  # mid-shoulders, min visibility
+    np.testing.assert_allclose(k[kp.MID_HIP, :2], (50, 120))
+    np.testing.assert_allclose(k[kp.R_EYE, :2], pose[5, :2] * scale)
+    np.testing.assert_allclose(k[kp.L_EAR, :2], pose[7, :2] * scale)
+    np.testing.assert_allclose(k[kp.R_KNEE, :2], pose[26, :2] * scale)
+    np.testing.assert_allclose(k[kp.L_ANKLE, :2], pose[27, :2] * scale)
+    np.testing.assert_allclose(k[kp.L_HEEL, :2], (60, 180))
+    np.testing.assert_allclose(k[kp.L_BIG_TOE, :2], (60, 190))
     # Small toes: 80 % from heel to toe, pushed outwards (away from the mid-hip x = 50).
     heel_to_toe = 10.0
-    np.testing.assert_allclose(k[K.L_SMALL_TOE, :2], (60 + 0.25 * heel_to_toe, 188), atol=1e-4)
-    np.testing.assert_allclose(k[K.R_SMALL_TOE, :2], (40 - 0.25 * heel_to_toe, 188), atol=1e-4)
+    np.testing.assert_allclose(k[kp.L_SMALL_TOE, :2], (60 + 0.25 * heel_to_toe, 188), atol=1e-4)
+    np.testing.assert_allclose(k[kp.R_SMALL_TOE, :2], (40 - 0.25 * heel_to_toe, 188), atol=1e-4)
     assert (k[25:, 2] == 0).all()  # no face, no hands
     # By default, points under mediapipe's 0.5 visibility are missing (and so is the neck built on one).
     k = holistic_to_canonical(fake_pose(), None, None, None, (H, W))
-    assert (k[K.R_SHOULDER] == 0).all() and (k[K.NECK] == 0).all()
-    assert k[K.L_SHOULDER, 2] == pytest.approx(0.9)
+    assert (k[kp.R_SHOULDER] == 0).all() and (k[kp.NECK] == 0).all()
+    assert k[kp.L_SHOULDER, 2] == pytest.approx(0.9)
 
 
 def test_face_and_hand_mapping():
@@ -67,14 +67,14 @@ def test_face_and_hand_mapping():
     lh = np.tile(np.linspace(0, 1, 21)[:, None], (1, 3)).astype(np.float32)
     rh = lh * 0.5
     k = holistic_to_canonical(None, mesh, lh, rh, (H, W))
-    face = k[K.FACE]
+    face = k[kp.FACE]
     np.testing.assert_allclose(face[:68, 0], np.array(MESH_TO_IBUG68) / 1000.0 * W, rtol=1e-5)
     assert MESH_TO_IBUG68[8] == 152 and MESH_TO_IBUG68[36] == 33 and MESH_TO_IBUG68[45] == 263  # chin, eyes
     np.testing.assert_allclose(face[68, 0], 468 / 1000.0 * W, rtol=1e-5)  # right pupil = right iris centre
     np.testing.assert_allclose(face[69, 0], 473 / 1000.0 * W, rtol=1e-5)
-    assert (face[:, 2] == 1).all() and (k[K.BODY, 2] == 0).all()
-    np.testing.assert_allclose(k[K.LEFT_HAND, :2], lh[:, :2] * [W, H])
-    np.testing.assert_allclose(k[K.RIGHT_HAND, :2], rh[:, :2] * [W, H])
+    assert (face[:, 2] == 1).all() and (k[kp.BODY, 2] == 0).all()
+    np.testing.assert_allclose(k[kp.LEFT_HAND, :2], lh[:, :2] * [W, H])
+    np.testing.assert_allclose(k[kp.RIGHT_HAND, :2], rh[:, :2] * [W, H])
     # Unrefined mesh (468 points): no pupils.
     k = holistic_to_canonical(None, mesh[:468], None, None, (H, W))
     assert k[25 + 68, 2] == 0 and k[25 + 67, 2] == 1
@@ -86,7 +86,7 @@ def test_registry_and_missing_dependency(monkeypatch):
             self.value = value
 
         def detect(self, image):
-            return [Detection(K.empty() + self.value)]
+            return [Detection(kp.empty() + self.value)]
 
     register_backend("fake", Fake)
     try:
@@ -115,10 +115,10 @@ def test_astronaut_photo():
     assert 150 < face[:, 0].mean() < 300 and 60 < face[:, 1].mean() < 200  # where her face is
     assert face[8, 1] > face[27, 1] > face[19, 1]  # chin below the nose bridge below the brows
     assert face[36, 0] < face[45, 0]  # person's right eye is on the image's left
-    for i in (K.NOSE, K.NECK, K.R_SHOULDER, K.L_SHOULDER):
+    for i in (kp.NOSE, kp.NECK, kp.R_SHOULDER, kp.L_SHOULDER):
         assert k[i, 2] > 0.5
-    assert k[K.R_SHOULDER, 0] < k[K.NECK, 0] < k[K.L_SHOULDER, 0]
-    assert k[K.NOSE, 1] < k[K.NECK, 1]
+    assert k[kp.R_SHOULDER, 0] < k[kp.NECK, 0] < k[kp.L_SHOULDER, 0]
+    assert k[kp.NOSE, 1] < k[kp.NECK, 1]
     assert det.mask is not None and det.mask.shape == (512, 512)
-    assert det.mask[k[K.NECK, 1].astype(int), k[K.NECK, 0].astype(int)] > 0.5  # on the person
+    assert det.mask[k[kp.NECK, 1].astype(int), k[kp.NECK, 0].astype(int)] > 0.5  # on the person
     assert det.mask[20, 480] < 0.5  # background, top right

@@ -9,23 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics import keypoints as kp
 from fewshotv2v.semantics import rendering as R
 from fewshotv2v.semantics.draw import draw_capsule, draw_disc, draw_polyline, quadratic_curve_points
 
 GOLDEN = Path(__file__).parent / "golden"
 
 BODY = {
-    K.NOSE: (32, 14), K.NECK: (32, 26), K.R_SHOULDER: (24, 26), K.R_ELBOW: (20, 40), K.R_WRIST: (18, 52),
-    K.L_SHOULDER: (40, 26), K.L_ELBOW: (44, 40), K.L_WRIST: (46, 52), K.MID_HIP: (32, 54),
-    K.R_HIP: (27, 54), K.R_KNEE: (26, 70), K.R_ANKLE: (26, 86), K.L_HIP: (37, 54), K.L_KNEE: (38, 70),
-    K.L_ANKLE: (38, 86), K.R_EYE: (30, 12), K.L_EYE: (34, 12), K.R_EAR: (28, 13), K.L_EAR: (36, 13),
+    kp.NOSE: (32, 14), kp.NECK: (32, 26), kp.R_SHOULDER: (24, 26), kp.R_ELBOW: (20, 40), kp.R_WRIST: (18, 52),
+    kp.L_SHOULDER: (40, 26), kp.L_ELBOW: (44, 40), kp.L_WRIST: (46, 52), kp.MID_HIP: (32, 54),
+    kp.R_HIP: (27, 54), kp.R_KNEE: (26, 70), kp.R_ANKLE: (26, 86), kp.L_HIP: (37, 54), kp.L_KNEE: (38, 70),
+    kp.L_ANKLE: (38, 86), kp.R_EYE: (30, 12), kp.L_EYE: (34, 12), kp.R_EAR: (28, 13), kp.L_EAR: (36, 13),
 }  # fmt: skip
 
 
 def person() -> np.ndarray:
     """A 64 x 96 px stick person (body only) in canonical layout."""
-    k = K.empty()
+    k = kp.empty()
     for i, p in BODY.items():
         k[i] = (*p, 0.9)
     return k
@@ -106,7 +106,7 @@ def test_skeleton_colours_and_widths():
 
 def test_skeleton_thresholds_hands_face_and_limb_drop():
     k = person()
-    k[K.R_KNEE, 2] = 0.005  # below the 0.01 body threshold: knee limbs disappear
+    k[kp.R_KNEE, 2] = 0.005  # below the 0.01 body threshold: knee limbs disappear
     img = R.render_skeleton(k, (96, 64))
     assert img[62, 26].sum() == 0 and img[78, 26].sum() == 0
     # Hands: index finger drawn in yellow, thumb in red.
@@ -117,7 +117,7 @@ def test_skeleton_thresholds_hands_face_and_limb_drop():
     for f in range(5):
         for j in range(4):
             hand[1 + 4 * f + j, :2] = (46 + 3 * (j + 1), 52 + (f - 2) * 3 * (j + 1) / 4)
-    k[K.LEFT_HAND] = hand
+    k[kp.LEFT_HAND] = hand
     img = R.render_skeleton(k, (96, 64))
     np.testing.assert_array_equal(img[int(round(hand[2, 1])), int(round(hand[2, 0]))], (255, 0, 0))
     np.testing.assert_array_equal(img[int(round(hand[19, 1])), int(round(hand[19, 0]))], (255, 0, 255))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fewshotv2v.errors import ConfigError
-from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics import keypoints as kp
 from fewshotv2v.semantics.smoothing import MedianFilter, OneEuroFilter, make_filter, smooth_sequence
 
 
@@ -40,20 +40,20 @@ def test_one_euro_beta_reduces_lag_on_fast_motion():
 
 def test_one_euro_missing_points_restart():
     f = OneEuroFilter(fps=30.0, min_cutoff=0.5, beta=0.0)
-    k = K.empty()
+    k = kp.empty()
     k[0] = (10, 10, 1)
     f(k)
     for _ in range(5):
         f(k)
-    gone = K.empty()
+    gone = kp.empty()
     out = f(gone)
     assert (out == 0).all()  # missing stays missing
-    back = K.empty()
+    back = kp.empty()
     back[0] = (200, 200, 1)  # reappears far away: no sliding in from the old place
     np.testing.assert_allclose(f(back)[0], (200, 200, 1))
     # Timestamps: a long gap gives a larger step towards the new value than a short one.
     a, b = OneEuroFilter(min_cutoff=1.0), OneEuroFilter(min_cutoff=1.0)
-    k0, k1 = K.empty(), K.empty()
+    k0, k1 = kp.empty(), kp.empty()
     k0[0], k1[0] = (0, 0, 1), (10, 0, 1)
     a(k0, 0.0), b(k0, 0.0)
     assert a(k1, 1.0)[0, 0] > b(k1, 0.01)[0, 0]
@@ -64,11 +64,11 @@ def test_median_filter():
     vals = [0.0, 0.0, 50.0, 0.0, 0.0]  # one outlier frame
     outs = []
     for v in vals:
-        k = K.empty()
+        k = kp.empty()
         k[0] = (v, v, 1)
         outs.append(f(k)[0, 0])
     assert max(outs) == 0.0  # the spike is removed
-    k = K.empty()
+    k = kp.empty()
     assert (f(k) == 0).all()  # missing stays missing
     seq = _jittery_static(40)
     out = smooth_sequence(seq, "median", window=5)

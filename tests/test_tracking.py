@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics import keypoints as kp
 from fewshotv2v.semantics.backends.base import Detection
 from fewshotv2v.semantics.tracking import PersonTracker, box_iou
 
 
 def person_at(x: float, y: float = 100.0, h: float = 100.0) -> Detection:
-    k = K.empty()
-    k[K.NOSE] = (x, y - h / 2, 1)
-    k[K.NECK] = (x, y - h / 2 + 10, 1)
-    k[K.R_ANKLE] = (x - 0.15 * h, y + h / 2, 1)
-    k[K.L_ANKLE] = (x + 0.15 * h, y + h / 2, 1)
+    k = kp.empty()
+    k[kp.NOSE] = (x, y - h / 2, 1)
+    k[kp.NECK] = (x, y - h / 2 + 10, 1)
+    k[kp.R_ANKLE] = (x - 0.15 * h, y + h / 2, 1)
+    k[kp.L_ANKLE] = (x + 0.15 * h, y + h / 2, 1)
     return Detection(k)
 
 

@@ -183,9 +183,10 @@ class Synthesizer:
 def _model_choices(settings) -> list[str]:
     """Models that can run now (packaged or downloaded), the default first; a folder can be typed in."""
     from fewshotv2v.hub import list_models
+    from fewshotv2v.modes import keypoint_modes
     from fewshotv2v.registry import model_for_mode
 
-    names = [settings.model] if settings.model else [model_for_mode(None, m) for m in ("pose", "face")]
+    names = [settings.model] if settings.model else [model_for_mode(None, m) for m in keypoint_modes()]
     names += [m.name for m in list_models(settings) if m.local_path and m.name not in names]
     return names
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fewshotv2v.errors import ConfigError
+from fewshotv2v.modes import Mode, get_mode
 
 CONFIG_FORMAT = "fewshotv2v-model-config"
 CONFIG_VERSION = 1
 
-MODES = ("pose", "face", "street")
 COMBINES = ("spade", "matting")
 FLOW_PRIORS = ("none", "keypoints")  # SPEC §7: analytic keypoint warp that W refines
 COMPOSITES = ("none", "warp")  # SPEC §7: out = m * warp(ref) + (1 - m) * H's output
@@ -74,23 +74,24 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if not self.combine:
-            object.__setattr__(self, "combine", "matting" if self.mode == "street" else "spade")
+            object.__setattr__(self, "combine", get_mode(self.mode).default_combine)
         self.validate()
 
     # ---- derived values ------------------------------------------------------------------------
     @property
     def label_nc(self) -> int:
         """Channels of the label map (semantic input), see docs/architecture.md."""
-        if self.mode == "pose":
-            return self.skeleton_nc + int(self.use_person_mask)
-        if self.mode == "face":
-            return self.face_nc
-        return self.num_classes
+        return self.mode_info.label_channels(self)
+
+    @property
+    def mode_info(self) -> Mode:
+        """What the mode is (label channels, crop box, subject, ...), see `fewshotv2v.modes`."""
+        return get_mode(self.mode)
 
     @property
     def person_channel(self) -> int | None:
         """Index of the person-mask channel of a pose label map (after the skeleton RGB), else None."""
-        return self.skeleton_nc if self.mode == "pose" and self.use_person_mask else None
+        return self.skeleton_nc if self.mode_info.has_person_mask and self.use_person_mask else None
 
     @property
     def uses_keypoints(self) -> bool:
@@ -112,8 +113,7 @@ class ModelConfig:
     # ---- validation ----------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise `ConfigError` with a one-line reason if the config cannot build a model."""
-        if self.mode not in MODES:
-            raise ConfigError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        mode = get_mode(self.mode)
         if self.combine not in COMBINES:
             raise ConfigError(f"unknown combine {self.combine!r}; expected one of {', '.join(COMBINES)}")
         positive = (
@@ -168,7 +168,7 @@ class ModelConfig:
                 raise ConfigError(
                     f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(allowed)}"
                 )
-        if (self.flow_prior != "none" or self.composite != "none") and self.mode == "street":
+        if (self.flow_prior != "none" or self.composite != "none") and not mode.keypoint_driven:
             raise ConfigError("flow_prior and composite need keypoints: pose or face mode, not street")
         if self.architecture == "keypoint-warp" and (self.flow_prior, self.composite) != (
             "keypoints",

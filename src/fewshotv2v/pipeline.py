@@ -36,6 +36,7 @@ import numpy as np
 from fewshotv2v.errors import CheckpointError, ConfigError, InputError, NoPersonError
 from fewshotv2v.inference.driving import DriveStats, DrivingKeypoints, LabelMaker, drive_source
 from fewshotv2v.inference.references import Reference, largest, pick_reference_frames, prepare_reference
+from fewshotv2v.modes import MODES, keypoint_modes
 
 ImageLike = str | Path | np.ndarray
 
@@ -131,7 +132,7 @@ class Pipeline:
         self.dtype = resolve_dtype(dtype, self.device)
         self.generator = generator.to(self.device).eval()
         self.config = generator.config
-        if self.config.mode not in ("pose", "face"):
+        if not getattr(MODES.get(self.config.mode), "keypoint_driven", False):
             raise ConfigError(
                 f"synthesis from keypoints needs a pose or face model; this is a {self.config.mode} model"
             )
@@ -180,8 +181,8 @@ class Pipeline:
 
     def check_mode(self, mode: str) -> None:
         """Raise `ConfigError` when `mode` is not the model's (a pose model cannot drive a face)."""
-        if mode not in ("pose", "face"):
-            raise ConfigError(f"unknown mode {mode!r}; use pose or face")
+        if mode not in keypoint_modes():
+            raise ConfigError(f"unknown mode {mode!r}; use {' or '.join(keypoint_modes())}")
         if mode != self.mode:
             raise ConfigError(f"--mode {mode} needs a {mode} model; this model is a {self.mode} model")
 
@@ -284,9 +285,7 @@ class Pipeline:
             else:
                 det = detect(image)
                 if det is None:
-                    raise NoPersonError(
-                        f"no {'face' if self.mode == 'face' else 'person'} detected in {name}"
-                    )
+                    raise NoPersonError(f"no {MODES[self.mode].subject} detected in {name}")
                 kps, mask = det.keypoints, det.mask
             refs.append(prepare_reference(image, kps, self.config, mask=mask, name=name, size=self.size))
         return refs
@@ -554,9 +553,9 @@ def _warn_partial_bodies(refs: list[Reference]) -> None:
     import warnings
 
     from fewshotv2v.errors import FewShotV2VWarning
-    from fewshotv2v.semantics import keypoints as K
+    from fewshotv2v.semantics import keypoints as kp
 
-    ankles = [K.BODY.start + 11, K.BODY.start + 14]  # BODY_25 RAnkle, LAnkle
+    ankles = [kp.BODY.start + 11, kp.BODY.start + 14]  # BODY_25 RAnkle, LAnkle
     partial = [
         r.name or f"reference {i}" for i, r in enumerate(refs) if (r.keypoints[ankles, 2] < 0.05).all()
     ]

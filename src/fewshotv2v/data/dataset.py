@@ -28,6 +28,7 @@ import torch
 from fewshotv2v.data.augment import Augmentation, ColorJitter, flip_image, flip_keypoints
 from fewshotv2v.data.layout import Clip, open_dataset
 from fewshotv2v.errors import ConfigError, InputError, NoPersonError
+from fewshotv2v.modes import get_mode
 from fewshotv2v.semantics import crops
 from fewshotv2v.semantics.label_maps import build_label_map
 
@@ -168,24 +169,19 @@ class _ClipSource:
         if not self.clips:
             raise InputError(f"no clips to use in dataset {self.root}")
         self.mode = dataset.mode
+        self.mode_info = get_mode(dataset.mode)
         self.out_hw = (int(config.height), int(config.width))
 
     def _box(self, clip: Clip, idx: Sequence[int], rng, aug: Augmentation) -> np.ndarray:
         """One crop box for frames `idx` (frame pixels), jittered when `rng` is given."""
         hw = (clip.height, clip.width)
-        if self.mode == "street":
-            return np.array([0, 0, clip.width, clip.height], np.float32)
+        if not self.mode_info.keypoint_driven:
+            return self.mode_info.crop_box(None, hw)  # the whole frame
+        aspect = self.out_hw[1] / self.out_hw[0]
         boxes = []
         for i in idx:
             try:
-                if self.mode == "pose":
-                    boxes.append(
-                        crops.pose_crop_box(
-                            clip.keypoints[i], hw, aspect=self.out_hw[1] / self.out_hw[0], clamp=False
-                        )
-                    )
-                else:
-                    boxes.append(crops.face_crop_box(clip.keypoints[i], hw, clamp=False))
+                boxes.append(self.mode_info.crop_box(clip.keypoints[i], hw, aspect=aspect, clamp=False))
             except NoPersonError:
                 stored = np.asarray(clip.crops[i], np.float32)
                 if np.isfinite(stored).all():
@@ -216,10 +212,10 @@ class _ClipSource:
         image = crops.crop_image(clip.frame(i), box, out_hw)  # uint8 (H, W, 3)
         kps = crops.transform_keypoints(clip.keypoints[i], box, out_hw)  # (137, 3) output pixels
         mask = label = None
-        if self.mode == "pose" and self.config.use_person_mask:
+        if self.mode_info.has_person_mask and self.config.use_person_mask:
             raw = clip.mask(i)
             mask = np.zeros(out_hw, np.uint8) if raw is None else crops.crop_image(raw, box, out_hw)
-        if self.mode == "street":
+        if not self.mode_info.keypoint_driven:
             raw = clip.label(i)
             if raw is None:
                 raise InputError(f"street clip {clip.name} has no label map for frame {i}")
@@ -232,7 +228,7 @@ class _ClipSource:
             image = jitter(image)
         lab = build_label_map(
             self.mode,
-            kps if self.mode != "street" else None,
+            kps if self.mode_info.keypoint_driven else None,
             out_hw,
             config=self.config,
             mask=mask,
@@ -240,7 +236,7 @@ class _ClipSource:
             rng=rng,
             limb_drop=limb_drop,
         )
-        fbox = face_box(kps, out_hw) if self.mode != "street" else np.full(4, -1.0, np.float32)
+        fbox = face_box(kps, out_hw) if self.mode_info.keypoint_driven else np.full(4, -1.0, np.float32)
         return _to_image_tensor(image), torch.from_numpy(lab), torch.from_numpy(fbox), torch.from_numpy(kps)
 
 

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from fewshotv2v.errors import InputError, OutputExistsError, check_output_folder
+from fewshotv2v.modes import MODES
 
 FORMAT = "fewshotv2v-dataset"
 VERSION = 1
-MODES = ("pose", "face", "street")
 NUM_KEYPOINTS = 137  # canonical layout, see semantics.keypoints
 INDEX_FILE = "index.json"
 META_FILE = "meta.json"
@@ -221,7 +221,7 @@ class ClipWriter:
             self.abort()
             raise InputError(f"clip {self.name} has no frames")
         _save_npy_atomic(self.folder / "keypoints.npy", np.stack(self._keypoints))  # (N, 137, 3)
-        if self.dataset.mode != "street":
+        if MODES[self.dataset.mode].keypoint_driven:
             _save_npy_atomic(self.folder / "crops.npy", np.stack(self._crops))  # (N, 4)
         h, w = self.size  # type: ignore[misc]
         fps = float(self.fps) if self.fps else _fps_from_times(self._times)
@@ -292,7 +292,11 @@ def _read_index(root: Path) -> dict:
         raise InputError(
             f"dataset {root} has format version {index.get('version')}, this fewshotv2v reads up to {VERSION}"
         )
-    if index.get("mode") not in MODES or not isinstance(index.get("clips"), list):
+    if (
+        not isinstance(index.get("mode"), str)
+        or index["mode"] not in MODES
+        or not isinstance(index.get("clips"), list)
+    ):
         raise InputError(f"not a fewshotv2v dataset: {root} (bad mode or clips in {INDEX_FILE})")
     return index
 
@@ -343,7 +347,7 @@ class Clip:
     @cached_property
     def crops(self) -> np.ndarray:
         """float32 `(N, 4)` crop boxes x0, y0, x1, y1 (street: the full frame)."""
-        if not (self.root / "crops.npy").is_file() and self.mode == "street":
+        if not (self.root / "crops.npy").is_file() and not MODES[self.mode].keypoint_driven:
             box = np.array([0, 0, self.width, self.height], np.float32)
             return np.tile(box, (self.num_frames, 1))
         return self._load_array("crops.npy", (self.num_frames, 4))

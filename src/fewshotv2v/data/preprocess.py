@@ -25,6 +25,7 @@ import numpy as np
 
 from fewshotv2v.data.layout import DatasetWriter, safe_clip_name
 from fewshotv2v.errors import DependencyError, FewShotV2VError, InputError, NoPersonError
+from fewshotv2v.modes import MODES
 
 ProgressFn = Callable[[str, int | None, int], None]  # (label, total frames or None, frames done)
 
@@ -214,10 +215,8 @@ def source_done(writer: DatasetWriter, source: Source) -> bool:
 
 
 def _crop_box(mode: str, kps: np.ndarray, hw: tuple[int, int]) -> np.ndarray | None:
-    from fewshotv2v.semantics.crops import face_crop_box, pose_crop_box
-
     try:
-        return face_crop_box(kps, hw) if mode == "face" else pose_crop_box(kps, hw)
+        return MODES[mode].crop_box(kps, hw)
     except NoPersonError:  # detected, but too few valid points to place a crop
         return None
 
@@ -262,14 +261,13 @@ def process_source(
                 if splitter.add_missing(frame.time, frame.image, last_person_t):
                     smoother.reset()
             else:
-                mask = det.mask if mode == "pose" else None
+                mask = det.mask if MODES[mode].has_person_mask else None
                 splitter.add(frame.time, frame.image, kps, box, mask=mask)
                 last_person_t = frame.time
             if progress is not None:
                 progress(source.name, total, frame.index + 1)
         if not splitter.parts:
-            what = "face" if mode == "face" else "person"
-            raise NoPersonError(f"no {what} found in any frame of {source.path}")
+            raise NoPersonError(f"no {MODES[mode].subject} found in any frame of {source.path}")
         names = splitter.finish({"undecodable_frames": reader.skipped_frames})
     except BaseException:
         splitter.abort()
@@ -350,15 +348,16 @@ def preprocess(
     A source that fails is recorded in `summary.failed` (nothing of it is kept) and the others go on.
     `on_source(source, status)` is told "start", "skip", "done" or "failed" for each source.
     """
-    if mode not in ("pose", "face", "street"):
-        raise InputError(f"unknown mode {mode!r} (use pose, face or street)")
+    if mode not in MODES:
+        *others, last = MODES
+        raise InputError(f"unknown mode {mode!r} (use {', '.join(others)} or {last})")
     if fps is not None and fps <= 0:
         raise InputError(f"--fps must be positive, got {fps}")
     if max_size is not None and max_size < 16:
         raise InputError(f"--max-size must be at least 16, got {max_size}")
     if min_gap <= 0:
         raise InputError(f"--min-gap must be positive, got {min_gap}")
-    if mode == "street" and labels is None:
+    if not MODES[mode].keypoint_driven and labels is None:
         raise InputError("street mode needs --labels DIR (label PNGs named like the frames)")
     if labels is not None and not Path(labels).is_dir():
         raise InputError(f"labels folder not found: {labels}")
@@ -391,7 +390,7 @@ def preprocess(
             _remove_source_clips(writer, source, complete_too=overwrite)
             if on_source is not None:
                 on_source(source, "start")
-            if mode == "street":
+            if not MODES[mode].keypoint_driven:
                 names = process_street_source(
                     source,
                     writer,

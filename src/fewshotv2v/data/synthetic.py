@@ -545,10 +545,11 @@ def generate_dataset(
     own motion (`motions` cycled; "random" draws one). `mode` is `pose` (whole body, person crop boxes) or
     `face` (head framing, face crop boxes). `progress(n)` is called after each frame."""
     from fewshotv2v.data.layout import DatasetWriter, open_dataset
-    from fewshotv2v.semantics.crops import face_crop_box, pose_crop_box
+    from fewshotv2v.modes import MODES
 
-    if mode not in ("pose", "face"):
-        raise ConfigError(f"synthetic data supports modes pose and face, not {mode!r}")
+    framed = [m.name for m in MODES.values() if m.framing is not None]
+    if mode not in framed:
+        raise ConfigError(f"synthetic data supports modes {' and '.join(framed)}, not {mode!r}")
     if identities < 1 or frames < 1 or clips_per_identity < 1:
         raise ConfigError("identities, frames and clips per identity must be at least 1")
     if not fps > 0:
@@ -562,7 +563,7 @@ def generate_dataset(
     if root.exists() and any(root.iterdir()) and not overwrite:
         raise OutputExistsError(f"output folder is not empty: {root} (use --overwrite)")
     writer = DatasetWriter(root, mode, overwrite=overwrite)
-    framing = "face" if mode == "face" else "body"
+    framing = MODES[mode].framing
     for i in range(identities):
         identity = make_identity(i, seed)
         for c in range(clips_per_identity):
@@ -572,7 +573,7 @@ def generate_dataset(
             with writer.clip(name, fps=fps, source=f"synthetic:{mode}:seed={seed}:identity={i}") as clip:
                 for t, pose in enumerate(poses):
                     image, kps, mask = render_person(identity, pose, (h, w), framing=framing)
-                    box = (face_crop_box if mode == "face" else pose_crop_box)(kps, (h, w))
+                    box = MODES[mode].crop_box(kps, (h, w))
                     clip.add_frame(image, kps, box, mask=mask, time=t / fps)
                     if progress is not None:
                         progress(1)

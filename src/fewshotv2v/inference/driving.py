@@ -23,6 +23,7 @@ import numpy as np
 
 from fewshotv2v.errors import InputError, NoPersonError
 from fewshotv2v.inference.references import quality, skeleton_mask
+from fewshotv2v.modes import get_mode
 from fewshotv2v.semantics.crops import crop_image
 from fewshotv2v.semantics.label_maps import build_label_map
 from fewshotv2v.semantics.retarget import PoseRetargeter, make_retargeter
@@ -188,7 +189,7 @@ class DrivingKeypoints:
         self.stats.frames_without_person += 1
         self._misses += 1
         if self._last is None and self._misses >= self.give_up:  # nobody in any frame so far
-            what = "face" if self.mode == "face" else "person"
+            what = get_mode(self.mode).subject
             raise NoPersonError(
                 f"no {what} detected in the first {self.give_up} frames ({NO_PERSON_SECONDS:g} s) of the "
                 "driving video"
@@ -210,7 +211,9 @@ class LabelMaker:
         self.mode = config.mode
         self.hw = (config.height, config.width)
         self.retarget = make_retargeter(self.mode, ref_keypoints)
-        self.use_mask = self.mode == "pose" and bool(getattr(config, "use_person_mask", False))
+        self.use_mask = get_mode(self.mode).has_person_mask and bool(
+            getattr(config, "use_person_mask", False)
+        )
 
     def __call__(self, kps: np.ndarray | None, mask: np.ndarray | None) -> np.ndarray:
         if kps is None:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshotv2v.models.composite import composite, fill_background
+from fewshotv2v.modes import get_mode
 from fewshotv2v.semantics.crops import box_transform, crop_image, transform_keypoints
 from fewshotv2v.semantics.label_maps import build_label_map
 
@@ -136,6 +137,7 @@ class Composer:
         from fewshotv2v.semantics.retarget import make_retargeter
 
         self.config, self.mode, self.device = config, config.mode, device
+        self.has_mask = get_mode(config.mode).has_person_mask  # pose: the person is cut out of the photo
         self.hw = (config.height, config.width)
         self.refs = references
         ref0 = references[0]
@@ -147,11 +149,11 @@ class Composer:
         for r in references:
             box_hw = (int(r.box[3] - r.box[1]), int(r.box[2] - r.box[0]))
             crop = image_to_tensor(crop_image(r.photo, r.box, box_hw))[None]
-            if self.mode == "pose":
+            if self.has_mask:
                 mask = torch.from_numpy(crop_image(r.photo_mask, r.box, box_hw))[None, None]
                 crop = torch.cat([crop, mask.float()], dim=1)
             self.ref_crops.append(crop.to(device))
-        if self.mode == "pose":
+        if self.has_mask:
             mask0 = torch.from_numpy(ref0.photo_mask)[None, None].to(device)
             dilate = max(2, round(0.01 * max(self.canvas_hw)))
             self.backdrop = fill_background(canvas_t, mask0, dilate=dilate)  # the plate
@@ -234,7 +236,7 @@ class Composer:
         ref_crop = self.ref_crops[int(out.ref_index[0])]
         sampled = F.grid_sample(ref_crop, grid, mode="bilinear", padding_mode="border", align_corners=False)
         backdrop = _crop_tensor(self.backdrop, box)  # (1, 3, bh, bw)
-        if self.mode == "pose":
+        if self.has_mask:
             person = sampled[:, 3:].clamp(0, 1)
             base = person * sampled[:, :3] + (1 - person) * backdrop
         else:

@@ -15,14 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from fewshotv2v.errors import InputError, NoPersonError
-from fewshotv2v.semantics import keypoints as K
-from fewshotv2v.semantics.crops import crop_image, face_crop_box, pose_crop_box, transform_keypoints
+from fewshotv2v.modes import MODES, get_mode
+from fewshotv2v.semantics import keypoints as kp
+from fewshotv2v.semantics.crops import crop_image, transform_keypoints
 from fewshotv2v.semantics.label_maps import build_label_map
 from fewshotv2v.semantics.rendering import render_skeleton
 
-# A detection is usable as a reference when this many points of the mode's part are present.
-MIN_BODY_POINTS = 4  # BODY_25 points with confidence >= 0.05 (pose)
-MIN_FACE_POINTS = 20  # face landmarks with confidence >= 0.1 (face)
+# A detection is usable as a reference when this many points of the mode's part are present (the
+# part, threshold and count of each mode are in `fewshotv2v.modes`).
+MIN_BODY_POINTS = MODES["pose"].quality_min_points  # BODY_25 points with confidence >= 0.05 (pose)
+MIN_FACE_POINTS = MODES["face"].quality_min_points  # face landmarks with confidence >= 0.1 (face)
 
 
 @dataclass
@@ -44,9 +46,10 @@ class Reference:
 def quality(kps: np.ndarray, mode: str) -> float:
     """How good a detection is as a reference: mean confidence over the mode's part (0 = unusable)."""
     kps = np.asarray(kps, np.float32)
-    part, threshold, need = (
-        (K.FACE, 0.1, MIN_FACE_POINTS) if mode == "face" else (K.BODY, 0.05, MIN_BODY_POINTS)
-    )
+    spec = MODES.get(mode)
+    if spec is None or spec.quality_part is None:  # not a keypoint mode: scored as a body
+        spec = MODES["pose"]
+    part, threshold, need = getattr(kp, spec.quality_part), spec.quality_threshold, spec.quality_min_points
     conf = kps[part, 2]
     if (conf >= threshold).sum() < need:
         return 0.0
@@ -56,7 +59,7 @@ def quality(kps: np.ndarray, mode: str) -> float:
 def skeleton_mask(kps: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """A soft person mask `float32 (H, W)` from keypoints alone: the skeleton drawn with limbs ~6x thicker
     than the label map's (about a body's width). Used when the keypoint source gives no segmentation."""
-    height = K.person_height(kps)
+    height = kp.person_height(kps)
     thick = render_skeleton(kps, hw, person_height=max(height, 1.0) * 6.0, draw_hands=False)
     return (thick.max(axis=2) > 0).astype(np.float32)
 
@@ -68,7 +71,7 @@ def largest(detections) -> object | None:
 
     def area(det) -> float:
         box = np.asarray(
-            getattr(det, "bbox", None) if getattr(det, "bbox", None) is not None else K.bbox(det.keypoints)
+            getattr(det, "bbox", None) if getattr(det, "bbox", None) is not None else kp.bbox(det.keypoints)
         )
         return float(max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1]))
 
@@ -90,13 +93,12 @@ def prepare_reference(
     `size`: keep the photo too, its long side capped to `size` (full-resolution output, SPEC §7), with an
     integer-aligned crop box. Raises `NoPersonError` when the keypoints do not show a usable person / face.
     """
-    mode = config.mode
+    mode, spec = config.mode, get_mode(config.mode)
     kps = np.asarray(kps, np.float32)
-    if kps.shape != (K.NUM_KEYPOINTS, 3):
+    if kps.shape != (kp.NUM_KEYPOINTS, 3):
         raise InputError(f"{name}: keypoints must be (137, 3), got {kps.shape}")
     if quality(kps, mode) <= 0:
-        what = "face" if mode == "face" else "person"
-        raise NoPersonError(f"no {what} detected in {name}")
+        raise NoPersonError(f"no {spec.subject} detected in {name}")
     out_hw = (config.height, config.width)
     aspect = config.width / config.height
     full = size is not None
@@ -104,23 +106,19 @@ def prepare_reference(
         image, kps, mask = _cap_photo(image, kps, mask, size)
     hw = image.shape[:2]
     # Full resolution: boxes are not clamped into the photo (as in training); the canvas clips the paste.
-    box = (
-        face_crop_box(kps, hw, clamp=not full)
-        if mode == "face"
-        else pose_crop_box(kps, hw, aspect=aspect, clamp=not full)
-    )
+    box = spec.crop_box(kps, hw, aspect=aspect, clamp=not full)
     if full:
         from fewshotv2v.inference.framing import cover_box, integer_box
 
-        if mode == "pose" and mask is None:  # the photo's person mask from the keypoints alone
+        if spec.has_person_mask and mask is None:  # the photo's person mask from the keypoints alone
             mask = skeleton_mask(kps, hw)
-        if mode == "pose":
+        if spec.has_person_mask:
             box = cover_box(box, mask, aspect)
         box = integer_box(box, aspect)
     crop = crop_image(image, box, out_hw)
     kc = transform_keypoints(kps, box, out_hw)
     crop_mask = None
-    if mode == "pose" and getattr(config, "use_person_mask", False):
+    if spec.has_person_mask and getattr(config, "use_person_mask", False):
         crop_mask = (
             crop_image(np.asarray(mask, np.float32), box, out_hw)
             if mask is not None
@@ -130,7 +128,7 @@ def prepare_reference(
     ref = Reference(image=crop, keypoints=kc, label=label, name=name)
     if full:
         ref.photo, ref.photo_keypoints, ref.box = image, kps, box
-        ref.photo_mask = np.asarray(mask, np.float32) if mode == "pose" else None
+        ref.photo_mask = np.asarray(mask, np.float32) if spec.has_person_mask else None
     return ref
 
 
@@ -188,6 +186,7 @@ def pick_reference_frames(
         if frame.index >= last:
             break
     if not best:
-        what = "face" if mode == "face" else "person"
-        raise NoPersonError(f"no {what} detected in any sampled frame of reference video {path}")
+        raise NoPersonError(
+            f"no {get_mode(mode).subject} detected in any sampled frame of reference video {path}"
+        )
     return [best[s][1:] for s in sorted(best)]

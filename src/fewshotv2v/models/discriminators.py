@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewshotv2v.modes import MODES
+
 # Features of one PatchGAN: intermediate activations, logits last.
 Features = list[torch.Tensor]
 # Features of a multi-scale PatchGAN: one `Features` list per scale, finest first.
@@ -161,8 +163,11 @@ class Discriminators(nn.Module):
         self.temporal_frames = int(_cfg(config, "temporal_frames", 3))
 
         self.image_net = MultiScalePatchDiscriminator(2 * (label_nc + 3), ch_base, num_scales, spectral)
-        use_face = _cfg(config, "mode", "pose") == "pose" and bool(
-            _cfg(config, "use_face_discriminator", True)
+        mode = MODES.get(_cfg(config, "mode", "pose"))
+        use_face = (
+            mode is not None
+            and mode.face_discriminator
+            and bool(_cfg(config, "use_face_discriminator", True))
         )
         self.face_net = PatchDiscriminator(6, ch_base, spectral=spectral) if use_face else None
         use_temporal = bool(_cfg(config, "use_temporal_discriminator", False))

@@ -35,6 +35,7 @@ from fewshotv2v.models.flow import FlowNetwork, warp
 from fewshotv2v.models.layers import ConvBlock, SPADEResBlock, batched_conv2d, lrelu, upsample2
 from fewshotv2v.models.reference_encoder import ReferenceAttention, ReferenceEncoder
 from fewshotv2v.models.weight_generator import GeneratedShapes, GeneratedWeights, WeightGenerator
+from fewshotv2v.models.weights import WEIGHTS_NAME, load_weights, read_config, save_pretrained
 
 
 @dataclass
@@ -404,14 +405,17 @@ class Generator(nn.Module):
 
     # ---- persistence ------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
-        """Write `model.safetensors` + `config.json` (see `fewshotv2v.models.io.save_pretrained`)."""
-        from fewshotv2v.models.io import save_pretrained
-
+        """Write `model.safetensors` + `config.json` (see `fewshotv2v.models.weights.save_pretrained`)."""
         return save_pretrained(directory, self, **kwargs)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: Any = None) -> Generator:
-        """Load a generator saved with `save_pretrained` (strict key checking)."""
-        from fewshotv2v.models.io import load_pretrained
+        """Load a generator saved with `save_pretrained` (strict key checking), in eval mode.
 
-        return load_pretrained(directory, device=device)[0]
+        Reads the folder's files directly (`fewshotv2v.models.weights`): `models.io` builds every kind of
+        network, so it depends on this module and not the other way round."""
+        directory = Path(directory)
+        model = cls(read_config(directory))
+        load_weights(model, directory / WEIGHTS_NAME)
+        model.eval()
+        return model if device is None else model.to(device)

@@ -39,10 +39,10 @@ def example_keypoints(config, frame: int = 0) -> torch.Tensor:
     """`(1, 137, 3)` keypoints of a synthetic person (or face) dancing, frame `frame`, at the config's size:
     realistic input for the keypoint flow prior when timing or counting a frame."""
     from fewshotv2v.data.synthetic import make_identity, motion, place
+    from fewshotv2v.modes import get_mode
 
     poses = motion("dance", frame + 1, seed=0)
-    framing = "face" if config.mode == "face" else "body"
-    xy = place(make_identity(0), poses[frame], config.size, framing)["kps"]
+    xy = place(make_identity(0), poses[frame], config.size, get_mode(config.mode).framing or "body")["kps"]
     return torch.cat([torch.from_numpy(xy).float(), torch.ones(len(xy), 1)], dim=1)[None]
 
 

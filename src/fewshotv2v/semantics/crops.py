@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from fewshotv2v.errors import InputError, NoPersonError
-from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics import keypoints as kp
 
 MIN_BOX = 16.0  # px: never build a box smaller than this (a single valid point would give 0)
 
@@ -50,7 +50,7 @@ def pose_crop_box(
     it is larger than the frame it stays centred on the person (padded when cropped).
     Raises :class:`NoPersonError` when no keypoint is valid.
     """
-    ext = K.person_extent(kps, threshold)
+    ext = kp.person_extent(kps, threshold)
     if ext is None:
         raise NoPersonError("no valid keypoint: cannot place a person crop")
     top, bottom, x_min, x_max = ext
@@ -89,8 +89,8 @@ def face_crop_box(
     0.95..1.05 and the box moved by up to ``offset`` of its side.
     Raises :class:`NoPersonError` without a face.
     """
-    face = K.face_points(kps)[:68]
-    ok = K.valid_mask(face, threshold)
+    face = kp.face_points(kps)[:68]
+    ok = kp.valid_mask(face, threshold)
     if ok.sum() < 2:
         raise NoPersonError("no face landmarks: cannot place a face crop")
     p = face[ok, :2] + 0.5  # edge coordinates

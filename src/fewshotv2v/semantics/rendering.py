@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics import keypoints as kp
 from fewshotv2v.semantics.draw import draw_capsule, draw_curve, draw_disc, draw_polyline
 
 # OpenPose BODY_25 colours per keypoint (RGB).
@@ -26,7 +26,7 @@ BODY_POINT_COLOURS = np.array(
     np.float32,
 )  # fmt: skip
 # One colour per limb: the colour of the limb's second point (OpenPose's renderer does the same).
-LIMB_COLOURS = np.stack([BODY_POINT_COLOURS[b] for _, b in K.BODY_LIMBS])  # (24, 3)
+LIMB_COLOURS = np.stack([BODY_POINT_COLOURS[b] for _, b in kp.BODY_LIMBS])  # (24, 3)
 # Thumb, index, middle, ring, pinky (the brightest shade of each finger in OpenPose's hand palette).
 FINGER_COLOURS = np.array(
     [(255, 0, 0), (255, 255, 0), (0, 255, 125), (0, 125, 255), (255, 0, 255)], np.float32
@@ -62,11 +62,11 @@ def render_skeleton(
     (:func:`keypoints.person_height`). ``limb_drop`` is the probability of leaving out each limb / finger
     segment (training augmentation, SPEC §4); it needs ``rng``.
     """
-    kps = K.check_shape(kps)
+    kps = kp.check_shape(kps)
     h, w = int(hw[0]), int(hw[1])
     canvas = np.zeros((h, w, 3), np.float32)
     if person_height is None:
-        person_height = K.person_height(kps, body_threshold)
+        person_height = kp.person_height(kps, body_threshold)
     body_hw, fine_hw = stroke_widths(person_height)
     if limb_drop > 0 and rng is None:
         rng = np.random.default_rng()
@@ -74,9 +74,9 @@ def render_skeleton(
     def keep() -> bool:
         return limb_drop <= 0 or rng.random() >= limb_drop
 
-    body = kps[K.BODY]
-    ok = K.valid_mask(body, body_threshold)
-    for (a, b), colour in zip(K.BODY_LIMBS, LIMB_COLOURS, strict=True):
+    body = kps[kp.BODY]
+    ok = kp.valid_mask(body, body_threshold)
+    for (a, b), colour in zip(kp.BODY_LIMBS, LIMB_COLOURS, strict=True):
         if ok[a] and ok[b] and keep():
             draw_capsule(canvas, body[a, :2], body[b, :2], body_hw, colour)
     # Joints on top of the limbs, slightly larger (OpenPose draws circles of the point colour).
@@ -84,10 +84,10 @@ def render_skeleton(
         draw_disc(canvas, body[i, :2], body_hw * 1.2, BODY_POINT_COLOURS[i])
 
     if draw_hands:
-        for part in (K.LEFT_HAND, K.RIGHT_HAND):
+        for part in (kp.LEFT_HAND, kp.RIGHT_HAND):
             hand = kps[part]
-            hok = K.valid_mask(hand, hand_threshold)
-            for finger, colour in zip(K.HAND_FINGERS, FINGER_COLOURS, strict=True):
+            hok = kp.valid_mask(hand, hand_threshold)
+            for finger, colour in zip(kp.HAND_FINGERS, FINGER_COLOURS, strict=True):
                 for a, b in zip(finger[:-1], finger[1:], strict=True):
                     if hok[a] and hok[b] and keep():
                         draw_capsule(canvas, hand[a, :2], hand[b, :2], fine_hw, colour)
@@ -95,15 +95,15 @@ def render_skeleton(
                 draw_disc(canvas, hand[i, :2], fine_hw, FINGER_COLOURS[max(0, i - 1) // 4])
 
     if draw_face:
-        _draw_face_contours(canvas, K.face_points(kps), fine_hw, face_threshold, curves=False)
+        _draw_face_contours(canvas, kp.face_points(kps), fine_hw, face_threshold, curves=False)
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
 
 
 def _draw_face_contours(canvas, face: np.ndarray, half_width: float, threshold: float, *, curves: bool):
     """White jaw, brows, nose, eyes and lips; a chain is split where a point is missing. Pupils as discs."""
-    ok = K.valid_mask(face, threshold)
+    ok = kp.valid_mask(face, threshold)
     draw = draw_curve if curves else draw_polyline
-    for chain, closed in K.FACE_CONTOURS:
+    for chain, closed in kp.FACE_CONTOURS:
         idx = np.asarray(chain)
         if ok[idx].all():
             draw(canvas, face[idx, :2], half_width, FACE_COLOUR, closed=closed)
@@ -116,7 +116,7 @@ def _draw_face_contours(canvas, face: np.ndarray, half_width: float, threshold: 
             if len(run) >= 2:
                 draw(canvas, face[run, :2], half_width, FACE_COLOUR)
             run = []
-    for p in (K.R_PUPIL, K.L_PUPIL):
+    for p in (kp.R_PUPIL, kp.L_PUPIL):
         if ok[p]:
             draw_disc(canvas, face[p, :2], half_width, FACE_COLOUR)
 
@@ -157,14 +157,14 @@ def render_face_edges(
     Brows, jaw and lips are drawn as quadratic curves, the rest as polylines, plus the upper-face arc when
     the whole jaw is valid. Default half-width ``max(1, min(H, W) / 256)``.
     """
-    face = K.face_points(kps)
+    face = kp.face_points(kps)
     h, w = int(hw[0]), int(hw[1])
     if half_width is None:
         half_width = max(1.0, min(h, w) / 256.0)
     canvas = np.zeros((h, w, 1), np.float32)
-    ok = K.valid_mask(face, threshold)
+    ok = kp.valid_mask(face, threshold)
     white = (255.0,)
-    for chain, closed in K.FACE_CONTOURS:
+    for chain, closed in kp.FACE_CONTOURS:
         idx = np.asarray(chain)
         pts = face[idx, :2]
         if not ok[idx].all():

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics import keypoints as kp
 
 
 @dataclass
@@ -24,10 +24,10 @@ class Detection:
     bbox: np.ndarray | None = field(default=None)
 
     def __post_init__(self) -> None:
-        self.keypoints = K.check_shape(self.keypoints, "Detection.keypoints")
+        self.keypoints = kp.check_shape(self.keypoints, "Detection.keypoints")
         if self.mask is not None:
             self.mask = np.asarray(self.mask, np.float32)
-        self.bbox = K.bbox(self.keypoints) if self.bbox is None else np.asarray(self.bbox, np.float32)
+        self.bbox = kp.bbox(self.keypoints) if self.bbox is None else np.asarray(self.bbox, np.float32)
         self.score = float(self.score)
 
     @property

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fewshotv2v.errors import ConfigError, InputError, require
-from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics import keypoints as kp
 from fewshotv2v.semantics.backends.base import Backend, Detection, check_image
 from fewshotv2v.semantics.crops import crop_image
 
@@ -40,10 +40,10 @@ STD = np.array([58.395, 57.12, 57.375], np.float32)
 
 # BODY_25 index -> COCO-WholeBody index (neck and mid-hip are derived).
 WHOLEBODY_TO_BODY25 = {
-    K.NOSE: 0, K.R_SHOULDER: 6, K.R_ELBOW: 8, K.R_WRIST: 10, K.L_SHOULDER: 5, K.L_ELBOW: 7, K.L_WRIST: 9,
-    K.R_HIP: 12, K.R_KNEE: 14, K.R_ANKLE: 16, K.L_HIP: 11, K.L_KNEE: 13, K.L_ANKLE: 15, K.R_EYE: 2,
-    K.L_EYE: 1, K.R_EAR: 4, K.L_EAR: 3, K.L_BIG_TOE: 17, K.L_SMALL_TOE: 18, K.L_HEEL: 19, K.R_BIG_TOE: 20,
-    K.R_SMALL_TOE: 21, K.R_HEEL: 22,
+    kp.NOSE: 0, kp.R_SHOULDER: 6, kp.R_ELBOW: 8, kp.R_WRIST: 10, kp.L_SHOULDER: 5, kp.L_ELBOW: 7,
+    kp.L_WRIST: 9, kp.R_HIP: 12, kp.R_KNEE: 14, kp.R_ANKLE: 16, kp.L_HIP: 11, kp.L_KNEE: 13, kp.L_ANKLE: 15,
+    kp.R_EYE: 2, kp.L_EYE: 1, kp.R_EAR: 4, kp.L_EAR: 3, kp.L_BIG_TOE: 17, kp.L_SMALL_TOE: 18, kp.L_HEEL: 19,
+    kp.R_BIG_TOE: 20, kp.R_SMALL_TOE: 21, kp.R_HEEL: 22,
 }  # fmt: skip
 WB_FACE, WB_LEFT_HAND, WB_RIGHT_HAND = slice(23, 91), slice(91, 112), slice(112, 133)
 
@@ -147,16 +147,16 @@ def wholebody_to_canonical(points: np.ndarray, scores: np.ndarray, threshold: fl
     """COCO-WholeBody ``(133, 2)`` + scores ``(133,)`` -> canonical ``(137, 3)``."""
     conf = np.where(scores > threshold, np.clip(scores, 0.0, 1.0), 0.0).astype(np.float32)
     wb = np.concatenate([points, conf[:, None]], 1).astype(np.float32)
-    out = K.empty()
+    out = kp.empty()
     for b, c in WHOLEBODY_TO_BODY25.items():
         out[b] = wb[c]
-    for b, (i, j) in ((K.NECK, (5, 6)), (K.MID_HIP, (11, 12))):
+    for b, (i, j) in ((kp.NECK, (5, 6)), (kp.MID_HIP, (11, 12))):
         out[b] = (*(wb[i, :2] + wb[j, :2]) / 2, min(wb[i, 2], wb[j, 2]))
     out[25:93] = wb[WB_FACE]
-    for p, eye in ((K.R_PUPIL, slice(36, 42)), (K.L_PUPIL, slice(42, 48))):
+    for p, eye in ((kp.R_PUPIL, slice(36, 42)), (kp.L_PUPIL, slice(42, 48))):
         pts = wb[WB_FACE][eye]
         out[25 + p] = (*pts[:, :2].mean(0), pts[:, 2].min())
-    out[K.LEFT_HAND], out[K.RIGHT_HAND] = wb[WB_LEFT_HAND], wb[WB_RIGHT_HAND]
+    out[kp.LEFT_HAND], out[kp.RIGHT_HAND] = wb[WB_LEFT_HAND], wb[WB_RIGHT_HAND]
     out[out[:, 2] <= 0, :2] = 0.0
     return out
 

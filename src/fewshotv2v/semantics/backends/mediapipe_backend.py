@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from fewshotv2v.errors import require
-from fewshotv2v.semantics import keypoints as K
+from fewshotv2v.semantics import keypoints as kp
 from fewshotv2v.semantics.backends.base import Backend, Detection, check_image
 
 
@@ -53,10 +53,10 @@ def _quiet_native_stderr():
 
 # BODY_25 index -> mediapipe pose index (neck, mid-hip and small toes are derived).
 MP_TO_BODY25 = {
-    K.NOSE: 0, K.R_SHOULDER: 12, K.R_ELBOW: 14, K.R_WRIST: 16, K.L_SHOULDER: 11, K.L_ELBOW: 13,
-    K.L_WRIST: 15, K.R_HIP: 24, K.R_KNEE: 26, K.R_ANKLE: 28, K.L_HIP: 23, K.L_KNEE: 25, K.L_ANKLE: 27,
-    K.R_EYE: 5, K.L_EYE: 2, K.R_EAR: 8, K.L_EAR: 7, K.L_BIG_TOE: 31, K.L_HEEL: 29, K.R_BIG_TOE: 32,
-    K.R_HEEL: 30,
+    kp.NOSE: 0, kp.R_SHOULDER: 12, kp.R_ELBOW: 14, kp.R_WRIST: 16, kp.L_SHOULDER: 11, kp.L_ELBOW: 13,
+    kp.L_WRIST: 15, kp.R_HIP: 24, kp.R_KNEE: 26, kp.R_ANKLE: 28, kp.L_HIP: 23, kp.L_KNEE: 25, kp.L_ANKLE: 27,
+    kp.R_EYE: 5, kp.L_EYE: 2, kp.R_EAR: 8, kp.L_EAR: 7, kp.L_BIG_TOE: 31, kp.L_HEEL: 29, kp.R_BIG_TOE: 32,
+    kp.R_HEEL: 30,
 }  # fmt: skip
 
 # iBUG-68 point i -> face-mesh vertex (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, lips 48-67).
@@ -99,7 +99,7 @@ def holistic_to_canonical(
     guesses would stretch the person crop and draw phantom limbs.
     """
     h, w = image_hw
-    out = K.empty()
+    out = kp.empty()
     scale = np.array([w, h], np.float32)
     if pose is not None:
         pose = np.asarray(pose, np.float32)
@@ -107,20 +107,20 @@ def holistic_to_canonical(
         vis = np.clip(pose[:, 3], 0.0, 1.0) if pose.shape[1] > 3 else np.ones(len(pose), np.float32)
         for b, m in MP_TO_BODY25.items():
             out[b] = (*xy[m], vis[m])
-        for b, (i, j) in ((K.NECK, (11, 12)), (K.MID_HIP, (23, 24))):
+        for b, (i, j) in ((kp.NECK, (11, 12)), (kp.MID_HIP, (23, 24))):
             out[b] = (*(xy[i] + xy[j]) / 2, min(vis[i], vis[j]))
-        mid_x = float(out[K.MID_HIP, 0])
-        for toe, heel, small in ((31, 29, K.L_SMALL_TOE), (32, 30, K.R_SMALL_TOE)):
+        mid_x = float(out[kp.MID_HIP, 0])
+        for toe, heel, small in ((31, 29, kp.L_SMALL_TOE), (32, 30, kp.R_SMALL_TOE)):
             out[small] = (*_small_toe(xy[heel], xy[toe], mid_x), min(vis[heel], vis[toe]))
-        out[K.BODY][out[K.BODY, 2] < min_visibility] = 0.0
+        out[kp.BODY][out[kp.BODY, 2] < min_visibility] = 0.0
     if face is not None:
         face = np.asarray(face, np.float32)
         pts = face[list(MESH_TO_IBUG68), :2] * scale
         out[25:93, :2], out[25:93, 2] = pts, 1.0
         if len(face) >= 478:
-            out[25 + K.R_PUPIL] = (*face[MESH_R_IRIS, :2] * scale, 1.0)
-            out[25 + K.L_PUPIL] = (*face[MESH_L_IRIS, :2] * scale, 1.0)
-    for part, hand in ((K.LEFT_HAND, left_hand), (K.RIGHT_HAND, right_hand)):
+            out[25 + kp.R_PUPIL] = (*face[MESH_R_IRIS, :2] * scale, 1.0)
+            out[25 + kp.L_PUPIL] = (*face[MESH_L_IRIS, :2] * scale, 1.0)
+    for part, hand in ((kp.LEFT_HAND, left_hand), (kp.RIGHT_HAND, right_hand)):
         if hand is not None:
             hand = np.asarray(hand, np.float32)
             out[part, :2], out[part, 2] = hand[:, :2] * scale, 1.0
