@@ -108,8 +108,11 @@ def test_untrained_w_returns_the_prior_and_the_mask_trusts_the_warp(preset, one_
         out = gen(
             label, gen.encode_references(images, labels, ref_kps), keypoints=kps, ref_transform=transform
         )
-    prior = keypoint_prior(cfg, ref_kps[:, 0], kps, transform[:, 0])
+    prior, coverage = keypoint_prior(
+        cfg, ref_kps[:, 0], kps, transform[:, 0], labels[:, 0, 3:4] if cfg.person_channel else None
+    )
     assert prior.abs().max() > 1  # the person moved
+    assert coverage.shape == (1, 1, *cfg.size) and 0 <= float(coverage.min()) <= float(coverage.max()) <= 1
     assert torch.allclose(out.flow_ref, prior, atol=1e-5)
     trust = float(torch.sigmoid(torch.tensor(-MASK_INIT_LOGIT)))
     assert torch.allclose(1 - out.mask_ref, torch.full_like(out.mask_ref, trust), atol=1e-3)
@@ -139,9 +142,10 @@ def test_keypoint_warp_is_the_prior_warp_with_no_weights(tmp_path):
     out = model(label, model.encode_references(images, labels, ref_kps), keypoints=kps)
     r = int(out.ref_index[0])
     person = labels[:, r, 3:4]
-    flow = keypoint_prior(cfg, ref_kps[:, r], kps)
+    flow, coverage = keypoint_prior(cfg, ref_kps[:, r], kps, None, person)
     background = fill_background(images[:, r], person)
-    assert torch.allclose(out.image, warp_base(images[:, r], flow, person, background)[0], atol=1e-5)
+    expected = warp_base(images[:, r], flow, person, background, coverage)[0]
+    assert torch.allclose(out.image, expected, atol=1e-5)
     save_pretrained(tmp_path / "kw", model)
     assert not (tmp_path / "kw" / WEIGHTS_NAME).exists()
     loaded, _ = load_pretrained(tmp_path / "kw")

@@ -74,10 +74,14 @@ def scale_keypoints(kps: np.ndarray, scale: float) -> np.ndarray:
     return out
 
 
-def keep_inside(kps: np.ndarray, hw: tuple[int, int], margin: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+def keep_inside(
+    kps: np.ndarray, hw: tuple[int, int], margin: float = 0.02, *, only: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Shift keypoints `(137, 3)` so the box of the present ones stays inside the canvas (a `margin`
-    fraction from the edges); a body larger than the canvas is centred. Returns (keypoints, shift (2,))."""
-    ok = kps[:, 2] > 0
+    fraction from the edges); a body larger than the canvas is centred. `only (137,)` bool: the points
+    that count (those the reference photo shows: a half-body photo's missing legs may leave the canvas).
+    Returns (keypoints, shift (2,))."""
+    ok = (kps[:, 2] > 0) & (only if only is not None else True)
     shifts = np.zeros(2, np.float32)
     if not ok.any():
         return kps, shifts
@@ -89,7 +93,7 @@ def keep_inside(kps: np.ndarray, hw: tuple[int, int], margin: float = 0.02) -> t
             shift = (limit - 1) / 2 - (lo + hi) / 2
         else:
             shift = max(0.0, pad - lo) - max(0.0, hi - (limit - 1 - pad))
-        out[ok, axis] += shift
+        out[kps[:, 2] > 0, axis] += shift
         shifts[axis] = shift
     return out, shifts
 
@@ -174,7 +178,7 @@ class Composer:
         kc = self.retarget(kps)  # (137, 3) canvas pixels
         shift = np.zeros(2, np.float32)
         if self.mode == "pose":
-            kc, shift = keep_inside(kc, self.canvas_hw)
+            kc, shift = keep_inside(kc, self.canvas_hw, only=self.refs[0].photo_keypoints[:, 2] > 0)
             box = self._follow(kc)
         else:
             box = self.refs[0].box
@@ -238,6 +242,11 @@ class Composer:
         backdrop = _crop_tensor(self.backdrop, box)  # (1, 3, bh, bw)
         if self.has_mask:
             person = sampled[:, 3:].clamp(0, 1)
+            if out.coverage is not None:  # only where the target body is (no ghost at its old place)
+                coverage = F.interpolate(
+                    out.coverage.float(), size=box_hw, mode="bilinear", align_corners=False
+                )
+                person = person * coverage.clamp(0, 1)
             base = person * sampled[:, :3] + (1 - person) * backdrop
         else:
             base = sampled

@@ -1,6 +1,6 @@
 """The warp composite of SPEC §7: reference texture carried by a flow, a filled background, H's output.
 
-    person_t = warp(ref person mask, flow)                   where the reference person lands in the frame
+    person_t = warp(ref person mask, flow) * coverage        where the reference person lands in the frame
     base     = person_t * warp(ref, flow) + (1 - person_t) * background
     out      = base + (1 - m) * r                             m: learned trust, r: H's output
 
@@ -78,16 +78,21 @@ def warp_base(
     flow: torch.Tensor,
     ref_person: torch.Tensor | None = None,
     background: torch.Tensor | None = None,
+    coverage: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`base` of the composite and `person_t` (see the module docstring).
 
     ref_image (B, 3, H, W), flow (B, 2, H, W) pixels, ref_person (B, 1, H, W) or None (face), background
-    (B, 3, H, W) already in target-crop coordinates. Returns (base (B, 3, H, W), person_t or None).
+    (B, 3, H, W) already in target-crop coordinates, coverage (B, 1, H, W) or None: where the target body
+    is (the prior's); person_t is kept only there, since far from every body part the flow is zero and
+    would bring back the person at their old place. Returns (base (B, 3, H, W), person_t or None).
     """
     if ref_person is None or background is None:
         return warp(ref_image, flow), None
     warped = warp(torch.cat([ref_image, ref_person.to(ref_image.dtype)], dim=1), flow)
     person_t = warped[:, 3:].clamp(0, 1)
+    if coverage is not None:
+        person_t = person_t * coverage.to(person_t.dtype).clamp(0, 1)
     return person_t * warped[:, :3] + (1 - person_t) * background.to(warped.dtype), person_t
 
 

@@ -76,29 +76,37 @@ class GeneratorOutput:
     flow_prev: torch.Tensor | None = None
     # H's output before matting (street) or the warp composite (there: the residual over warped_ref)
     raw_image: torch.Tensor | None = None
+    coverage: torch.Tensor | None = None  # (B, 1, H, W) the prior's map of the target body (flow prior)
 
 
-def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None) -> torch.Tensor:
-    """The SPEC §7 prior flow (B, 2, H, W) at the model's size, target-crop -> reference-crop pixels.
+def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None, ref_mask=None):
+    """The SPEC §7 prior at the model's size: (flow (B, 2, H, W) target-crop -> reference-crop pixels,
+    coverage (B, 1, H, W): where the target's body is, in [0, 1]).
 
     ref_kps / drive_kps (B, 137, 3) in their own crops' pixels; `transform (B, 3)` = (a, cx, cy) maps
-    target-crop to reference-crop pixels (a static background moves by it). The prior is computed with the
-    reference keypoints brought into the target crop (T^-1), so "no motion" means "the background stays",
-    then composed with T: flow(p) = T(p + f(p)) - p.
+    target-crop to reference-crop pixels (a static background moves by it); `ref_mask (B, 1, H, W)` the
+    reference's person mask (limb widths). The prior is computed with the reference brought into the
+    target crop (T^-1), so "no motion" means "the background stays", then composed with T:
+    flow(p) = T(p + f(p)) - p.
     """
     from fewshotv2v.models.prior import prior_flow
 
     if transform is None:
-        return prior_flow(config.mode, ref_kps, drive_kps, config.size)[0]
+        kw = {"ref_mask": ref_mask} if ref_mask is not None else {}
+        return prior_flow(config.mode, ref_kps, drive_kps, config.size, **kw)
     a, c = transform[:, :1, None].float(), transform[:, None, 1:].float()  # (B, 1, 1), (B, 1, 2)
     ref_in_target = torch.cat([(ref_kps[..., :2].float() - c) / a, ref_kps[..., 2:].float()], dim=-1)
-    f = prior_flow(config.mode, ref_in_target, drive_kps, config.size)[0]  # (B, 2, H, W)
-    return C.similarity_flow(transform, config.size) + a[..., None] * f
+    camera = C.similarity_flow(transform, config.size)
+    kw = {"ref_mask": warp(ref_mask.float(), camera)} if ref_mask is not None else {}
+    f, coverage = prior_flow(config.mode, ref_in_target, drive_kps, config.size, **kw)  # (B, 2|1, H, W)
+    return camera + a[..., None] * f, coverage
 
 
-def warp_reference(config: ModelConfig, refs, rows, ref_index, flow, transform=None) -> torch.Tensor:
+def warp_reference(config: ModelConfig, refs, rows, ref_index, flow, transform=None, coverage=None):
     """The composite's `base` (B, 3, H, W): the chosen reference warped by `flow` over its filled
-    background seen through the camera map `transform (B, 3)` (`models.composite`)."""
+    background seen through the camera map `transform (B, 3)` (`models.composite`). `coverage`
+    (B, 1, H, W): the prior's map of the target body; the warped person mask is kept only there, so
+    where the flow leaves the old position of the body (far from every part) the background shows."""
     ref_image = refs.ref_images[rows, ref_index]
     if refs.backgrounds is None:  # face: no person mask, the warp is the base
         return warp(ref_image, flow)
@@ -106,7 +114,14 @@ def warp_reference(config: ModelConfig, refs, rows, ref_index, flow, transform=N
     background = refs.backgrounds[rows, ref_index]
     if transform is not None:
         background = warp(background, C.similarity_flow(transform, config.size))
-    return C.warp_base(ref_image, flow, person, background)[0]
+    return C.warp_base(ref_image, flow, person, background, coverage)[0]
+
+
+def reference_person(config: ModelConfig, refs, rows, ref_index):
+    """(B, 1, H, W) person mask of the chosen reference (pose with a mask channel), else None."""
+    if config.person_channel is None:
+        return None
+    return refs.ref_labels[rows, ref_index, config.person_channel][:, None]
 
 
 def reference_backgrounds(config: ModelConfig, ref_images, ref_labels) -> torch.Tensor | None:
@@ -346,11 +361,17 @@ class Generator(nn.Module):
         ref_label = refs.ref_labels[rows, ref_index]  # (B, C, H, W)
 
         transform = ref_transform[rows, ref_index] if ref_transform is not None else None  # (B, 3)
-        prior = prior_image = None
+        prior = prior_image = coverage = None
         if self.config.uses_keypoints:
             if keypoints is None or refs.ref_keypoints is None:
                 raise InputError("this model's flow prior needs keypoints (keypoints=, ref_keypoints=)")
-            prior = keypoint_prior(self.config, refs.ref_keypoints[rows, ref_index], keypoints, transform)
+            prior, coverage = keypoint_prior(
+                self.config,
+                refs.ref_keypoints[rows, ref_index],
+                keypoints,
+                transform,
+                reference_person(self.config, refs, rows, ref_index),
+            )
             prior_image = warp(ref_image, prior)
 
         # W: reference warp and previous-frame warp share the network -> one batched pass
@@ -369,7 +390,7 @@ class Generator(nn.Module):
             )
         flow_ref, mask_ref = flow[:b], mask[:b]
         if self.config.composite == "warp":
-            warped_ref = warp_reference(self.config, refs, rows, ref_index, flow_ref, transform)
+            warped_ref = warp_reference(self.config, refs, rows, ref_index, flow_ref, transform, coverage)
             warped_prev = warp(prev_image, flow[b:]) if has_prev else None
         else:
             warped = warp(torch.cat([ref_image, prev_image]) if has_prev else ref_image, flow)
@@ -401,6 +422,7 @@ class Generator(nn.Module):
             mask_prev=mask_prev,
             flow_prev=flow_prev,
             raw_image=raw,
+            coverage=coverage,
         )
 
     # ---- persistence ------------------------------------------------------------------------------

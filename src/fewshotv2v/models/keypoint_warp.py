@@ -20,6 +20,7 @@ from fewshotv2v.models.generator import (
     ReferenceState,
     keypoint_prior,
     reference_backgrounds,
+    reference_person,
     warp_reference,
 )
 
@@ -72,12 +73,16 @@ class KeypointWarp(nn.Module):
         rows = torch.arange(b, device=label.device)
         ref_index = closest_reference(refs.ref_keypoints, keypoints)  # K > 1: the most similar pose
         transform = ref_transform[rows, ref_index] if ref_transform is not None else None
-        flow = keypoint_prior(self.config, refs.ref_keypoints[rows, ref_index], keypoints, transform)
-        image = warp_reference(self.config, refs, rows, ref_index, flow, transform)
+        person = reference_person(self.config, refs, rows, ref_index)
+        flow, coverage = keypoint_prior(
+            self.config, refs.ref_keypoints[rows, ref_index], keypoints, transform, person
+        )
+        image = warp_reference(self.config, refs, rows, ref_index, flow, transform, coverage)
         trust_all = torch.zeros_like(image[:, :1])  # mask_ref = 1 - trust: the warp is trusted everywhere
         return GeneratorOutput(
             image=image, warped_ref=image, mask_ref=trust_all, flow_ref=flow, ref_index=ref_index,
             raw_image=torch.zeros_like(image),  # no correction: the composite is the warp
+            coverage=coverage,
         )  # fmt: skip
 
 
