@@ -223,10 +223,14 @@ class VideoReader:
             if decoded == 0:
                 raise InputError(f"no decodable frames in {self.path} (empty or corrupt video)")
             if not stopped:
-                _warn_if_truncated(self.path, stream, decoded, last_t, seeked=bool(self.start))
+                _warn_if_truncated(
+                    self.path, stream, decoded, self._counter.skipped, last_t, seeked=bool(self.start)
+                )
 
 
-def _warn_if_truncated(path: Path, stream, decoded: int, last_t: float, *, seeked: bool) -> None:
+def _warn_if_truncated(
+    path: Path, stream, decoded: int, skipped: int, last_t: float, *, seeked: bool
+) -> None:
     """The stream ended before the container says it should: a `FewShotV2VWarning` with the counts (the
     CLI prints it as one `warning:` line). After a seek the frames before it were never decoded, so
     the last timestamp is compared with the stream's duration instead."""
@@ -235,7 +239,7 @@ def _warn_if_truncated(path: Path, stream, decoded: int, last_t: float, *, seeke
     from fewshotv2v.errors import FewShotV2VWarning
 
     expected = int(stream.frames or 0)
-    if not seeked and expected and decoded < expected:
+    if not seeked and expected and decoded + skipped < expected:  # skipped ones are counted elsewhere
         message = (
             f"{path}: decoded {decoded} of the {expected} frames its header lists (truncated or damaged?)"
         )
