@@ -160,6 +160,19 @@ def arm_motion(kps: np.ndarray, frames: int, width: int) -> list[np.ndarray]:
     return out
 
 
+def _fit(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """`image` letterboxed into `hw` (aspect kept, black bars), for side-by-side grids."""
+    from fewshotv2v.video import resize_image
+
+    h, w = image.shape[:2]
+    scale = min(hw[0] / h, hw[1] / w)
+    small = resize_image(image, max(2, round(w * scale)), max(2, round(h * scale)))
+    out = np.zeros((*hw, 3), np.uint8)
+    y, x = (hw[0] - small.shape[0]) // 2, (hw[1] - small.shape[1]) // 2
+    out[y : y + small.shape[0], x : x + small.shape[1]] = small
+    return out
+
+
 def limb_angle(kps: np.ndarray, a: int, b: int, threshold: float = 0.3) -> float | None:
     if kps[a, 2] < threshold or kps[b, 2] < threshold:
         return None
@@ -217,7 +230,8 @@ def run_pose(models: list[str], frames: int, out_dir: Path) -> dict:
             grids[model] = synth
         results[name] = row
         picks = np.linspace(0, frames - 1, 5).round().astype(int)
-        rows = [np.concatenate([v[i] for i in picks], axis=1) for v in grids.values()]
+        hw = photo.shape[:2]  # a model without the composite writes its crop: shown at the photo's size
+        rows = [np.concatenate([_fit(v[i], hw) for i in picks], axis=1) for v in grids.values()]
         write_image(out_dir / f"pose_{name}.png", np.concatenate(rows, axis=0)[::2, ::2])
     detector.close()
     return results
