@@ -213,11 +213,12 @@ def run_pose(models: list[str], frames: int, out_dir: Path) -> dict:
                     want, have = limb_angle(k, a, b), limb_angle(got[0].keypoints, a, b)
                     if want is not None and have is not None:
                         errors.append(abs((have - want + 180) % 360 - 180))
-                mask = got[0].mask if got[0].mask is not None else ref_mask
-                if (mask > 0.5).any():
+                mask = got[0].mask
+                if mask is not None and (mask > 0.5).any():
                     colour.append(float(np.abs(s[mask > 0.5].mean(axis=0) - ref_colour).mean()))
-                keep = (ref_mask < 0.05) & (mask < 0.05)
-                background.append(psnr(s[keep], photo[keep]))
+                if s.shape == photo.shape:  # a model without the composite writes its crop instead
+                    keep = (ref_mask < 0.05) & (mask < 0.05)
+                    background.append(psnr(s[keep], photo[keep]))
             row[model] = {
                 "output_hw": list(synth[0].shape[:2]),
                 "redetected": found / frames,
