@@ -93,13 +93,25 @@ def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None, ref_
 
     if transform is None:
         kw = {"ref_mask": ref_mask} if ref_mask is not None else {}
-        return prior_flow(config.mode, ref_kps, drive_kps, config.size, **kw)
+        flow, coverage = prior_flow(config.mode, ref_kps, drive_kps, config.size, **kw)
+        return flow, _loosen(coverage)
     a, c = transform[:, :1, None].float(), transform[:, None, 1:].float()  # (B, 1, 1), (B, 1, 2)
     ref_in_target = torch.cat([(ref_kps[..., :2].float() - c) / a, ref_kps[..., 2:].float()], dim=-1)
     camera = C.similarity_flow(transform, config.size)
     kw = {"ref_mask": warp(ref_mask.float(), camera)} if ref_mask is not None else {}
     f, coverage = prior_flow(config.mode, ref_in_target, drive_kps, config.size, **kw)  # (B, 2|1, H, W)
-    return camera + a[..., None] * f, coverage
+    return camera + a[..., None] * f, _loosen(coverage)
+
+
+COVERAGE_MARGIN = 0.04  # of the crop height: hair and loose clothes stick out of the prior's limb radii
+
+
+def _loosen(coverage: torch.Tensor) -> torch.Tensor:
+    """The prior's body coverage (B, 1, H, W) grown by `COVERAGE_MARGIN`: it only has to tell the body's
+    new place from its old one (where the flow is zero), not trace its outline; the warped person mask
+    does that."""
+    r = max(1, round(COVERAGE_MARGIN * coverage.shape[-2]))
+    return torch.nn.functional.max_pool2d(coverage, 2 * r + 1, stride=1, padding=r)
 
 
 def warp_reference(config: ModelConfig, refs, rows, ref_index, flow, transform=None, coverage=None):
