@@ -46,6 +46,22 @@ def test_demo_writes_video_side_by_side_and_reference(tmp_path):
     frames = _frames(out).astype(np.float32)
     assert frames.std() > 5.0  # not a constant image
     assert np.abs(np.diff(frames, axis=0)).mean() > 0.5  # and it moves
+    # the real photo: the packaged astronaut portrait at its own resolution, its face moving
+    face, face_side = tmp_path / "demo_face.mp4", tmp_path / "demo_face_side_by_side.mp4"
+    assert str(face) in result.stdout and str(face_side) in result.stdout
+    face_info = probe(face)
+    assert (face_info.num_frames, face_info.height, face_info.width) == (12, 512, 512) and face_info.has_audio
+    assert probe(face_side).width > face_info.width
+    face_frames = _frames(face).astype(np.float32)
+    from fewshotv2v.demo import PHOTO
+    from fewshotv2v.video import read_image
+
+    photo = read_image(PHOTO).astype(np.float32)
+    assert np.abs(face_frames[0] - photo).mean() < 6.0  # it is the photo
+    moved = np.abs(face_frames - face_frames[:1]).mean(axis=(1, 2, 3))
+    assert moved.max() > 0.3  # and the face moves
+    corner = np.abs(face_frames[:, -100:, -100:] - photo[-100:, -100:]).max()
+    assert corner < 20  # far from the face the photo stays as it was
 
 
 def test_demo_refuses_to_overwrite(tmp_path):
