@@ -91,18 +91,22 @@ def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None, ref_
     """
     from fewshotv2v.models.prior import prior_flow
 
+    extra = {"border": FACE_BORDER} if config.mode == "face" else {}
     if transform is None:
-        kw = {"ref_mask": ref_mask} if ref_mask is not None else {}
+        kw = {"ref_mask": ref_mask, **extra} if ref_mask is not None else extra
         flow, coverage = prior_flow(config.mode, ref_kps, drive_kps, config.size, **kw)
         return flow, _loosen(coverage)
     a, c = transform[:, :1, None].float(), transform[:, None, 1:].float()  # (B, 1, 1), (B, 1, 2)
     ref_in_target = torch.cat([(ref_kps[..., :2].float() - c) / a, ref_kps[..., 2:].float()], dim=-1)
     camera = C.similarity_flow(transform, config.size)
-    kw = {"ref_mask": warp(ref_mask.float(), camera)} if ref_mask is not None else {}
+    kw = {"ref_mask": warp(ref_mask.float(), camera), **extra} if ref_mask is not None else extra
     f, coverage = prior_flow(config.mode, ref_in_target, drive_kps, config.size, **kw)  # (B, 2|1, H, W)
     return camera + a[..., None] * f, _loosen(coverage)
 
 
+# Face crops: the border stays still and the head moves inside it (a head in front of a static background;
+# the crop pasted back into the photo meets it at the border). "similarity": the border follows the head.
+FACE_BORDER = "static"
 COVERAGE_MARGIN = 0.04  # of the crop height: hair and loose clothes stick out of the prior's limb radii
 
 

@@ -150,6 +150,7 @@ def face_prior_flow(
     threshold: float = 0.1,
     regularization: float = 1e-3,
     stride: int | None = None,
+    border: str = "similarity",
 ) -> Tensor:
     """Backward flow (B, 2, H, W) in pixels: for each target (driving) pixel p, where to sample the reference.
 
@@ -163,7 +164,13 @@ def face_prior_flow(
     conditioning; ``regularization`` is added to the kernel diagonal (in those units). The smooth residual
     is evaluated every ``stride`` pixels (default: about 128 samples along the longer side) and upsampled;
     S is exact at every pixel.
+
+    ``border="static"`` pins the border anchors to themselves instead (T(anchor) = anchor): the head moves
+    inside a still frame, as a head in front of a static background does (the face's crop pasted back
+    into the photo then meets the photo at its border).
     """
+    if border not in ("similarity", "static"):
+        raise ValueError(f"border must be 'similarity' or 'static', got {border!r}")
     ref = _as_batch(ref_kps, "ref_kps")[:, kp.FACE]
     drive = _as_batch(drive_kps, "drive_kps").to(ref.device)[:, kp.FACE]
     h, w = int(size[0]), int(size[1])
@@ -180,7 +187,11 @@ def face_prior_flow(
     anchors = _border_anchors(h, w).to(device).expand(b, -1, -1)  # (B, M, 2)
     ctrl = torch.cat([drive_xy, anchors], 1) / scale  # (B, N, 2) normalised control points (target space)
     used = torch.cat([valid, torch.ones(anchors.shape[:2], dtype=torch.bool, device=device)], 1)  # (B, N)
-    values = torch.cat([residual, torch.zeros_like(anchors)], 1)  # (B, N, 2) pixels
+    if border == "static":  # the anchors' residual undoes S there: T(anchor) = anchor
+        anchor_values = anchors - (_rotate(a_sim[:, None], anchors) + b_sim[:, None])
+    else:
+        anchor_values = torch.zeros_like(anchors)
+    values = torch.cat([residual, anchor_values], 1)  # (B, N, 2) pixels
 
     n = ctrl.shape[1]
     m = used.float()
