@@ -254,6 +254,7 @@ _KEYPOINT_WARP = {**_PRIOR, "architecture": "keypoint-warp"}
 # full-resolution composite (SPEC §7), not from the model size.
 _LITE = {
     **_PRIOR,
+    "flow_scale": 4.0,  # W only refines the prior: small residual flows (Adam moves a zero-init head fast)
     "ch_base": 16,
     "ch_max": 128,
     "num_levels": 4,
