@@ -18,8 +18,8 @@ fsv2v synthetic -o synth_face --identities 24 --frames 48 --size 256x256 --seed 
 # Keypoint noise (1 % of the crop height) on the keypoints the prior sees; K drawn from 1..4 per step.
 cat > lite.toml <<'TOML'
 [train]
-lr_g = 2e-4
-lr_d = 8e-4
+lr_g = 1e-4
+lr_d = 4e-4
 single_frame_steps = 900
 clip_len_start = 2
 clip_len_double_every = 100000
