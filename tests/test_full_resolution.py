@@ -5,6 +5,7 @@ keypoints, tiny configs)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -316,3 +317,25 @@ def test_export_half_stores_fp16_that_loads_into_the_model(tmp_path, one_thread)
     assert (tmp_path / "full" / "model.safetensors").stat().st_size > 1.9 * (
         out / "model.safetensors"
     ).stat().st_size
+
+
+def test_shipped_models_resolve_offline_and_fit_the_wheel_budget(monkeypatch):
+    """`fsv2v synth` uses these for --mode pose / face when no model is named: packaged, the prior and
+    the composite, resolved offline; all packaged weights together at most 25 MB."""
+    from importlib.resources import files
+
+    from fewshotv2v.hub import resolve_model
+    from fewshotv2v.models.io import load_pretrained
+    from fewshotv2v.registry import DEFAULT_MODELS, load_registry
+
+    monkeypatch.setenv("FSV2V_HUB__OFFLINE", "1")
+    registry = load_registry()
+    for mode, name in DEFAULT_MODELS.items():
+        assert registry[name].packaged and registry[name].mode == mode
+        folder = resolve_model(name)
+        model, _ = load_pretrained(folder)
+        assert model.config.mode == mode and model.config.composite == "warp"
+        assert model.config.architecture == "keypoint-warp" or (folder / "README.md").is_file()
+    assets = files("fewshotv2v") / "assets"
+    total = sum(p.stat().st_size for p in Path(str(assets)).rglob("*.safetensors"))
+    assert total <= 25 * 10**6, total
