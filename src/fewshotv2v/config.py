@@ -248,7 +248,7 @@ _TINY = {
 }
 
 _PRIOR = {"flow_prior": "keypoints", "composite": "warp"}
-# keypoint-warp: the size is where the prior flow is computed (then upsampled to the output size).
+# keypoint-warp: the size is where the prior flow is computed (smooth: then upsampled to the output size).
 _KEYPOINT_WARP = {**_PRIOR, "architecture": "keypoint-warp"}
 # The shipped "lite" models: small enough to train on a CPU and ship in the wheel; detail comes from the
 # full-resolution composite (SPEC §7), not from the model size.
@@ -279,7 +279,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny-face-prior": {"mode": "face", **_TINY, "width": 64, "use_face_discriminator": False, **_PRIOR},
     "pose-lite": {"mode": "pose", "height": 128, "width": 64, **_LITE},
     "face-lite": {"mode": "face", "height": 128, "width": 128, "use_face_discriminator": False, **_LITE},
-    "keypoint-warp": {"mode": "pose", "height": 512, "width": 256, **_KEYPOINT_WARP},
+    "keypoint-warp": {"mode": "pose", "height": 256, "width": 128, **_KEYPOINT_WARP},
     "keypoint-warp-face": {"mode": "face", "height": 256, "width": 256, **_KEYPOINT_WARP},
     "tiny-street": {
         "mode": "street",
