@@ -208,6 +208,7 @@ def build_app(
     """The page (see the module docstring). settings: `fewshotv2v.settings.Settings` (model, device, dtype,
     backend; default: `load_settings()`); workdir: where results go; examples: (reference image, driving
     video) shown as a clickable example, e.g. from `write_demo_inputs`."""
+    from fewshotv2v.registry import model_for_mode
     from fewshotv2v.settings import load_settings
 
     settings = settings if settings is not None else load_settings()
@@ -260,7 +261,8 @@ def build_app(
                     mode = gr.Radio(["pose", "face"], value="pose", label="Mode", elem_id="mode")
                     model = gr.Dropdown(
                         _model_choices(settings),
-                        value=settings.model or None,  # None: the model shipped for the mode
+                        # the model shipped for pose; a name for another mode resolves per mode
+                        value=model_for_mode(settings.model, "pose"),
                         allow_custom_value=True,  # a model folder or a downloaded OWNER/NAME
                         label="Model (name or folder)",
                         elem_id="model",
