@@ -401,3 +401,13 @@ def test_parts_table_is_consistent():
     assert (
         np.unique([m for p in body_parts.PARTS for m in p[2]]).size == kp.NUM_KEYPOINTS
     )  # every keypoint drives a part
+
+
+def test_part_tables_made_under_inference_mode_still_serve_autograd():
+    """The part tables are cached per device: synthesis (inference mode) may fill the cache first."""
+    from fewshotv2v.models import body_parts
+
+    body_parts.tables.cache_clear()
+    with torch.inference_mode():
+        body_parts.tables(torch.device("cpu"))
+    assert not any(t.is_inference() for t in body_parts.tables(torch.device("cpu")).values())

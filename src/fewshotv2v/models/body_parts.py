@@ -65,7 +65,13 @@ LIMBS = tuple(i for i, p in enumerate(PARTS) if len(p[3]) == 1)  # single-bone p
 def tables(device: torch.device) -> dict[str, Tensor]:
     """Index tensors of PARTS: fit membership (P, 137), parents (P,), segments (S, 2), their part (S,) and
     (S, P) one-hot, radius fractions (P,), the limbs' bones (L, 2) and part indices (L,). Cached per
-    device (read-only)."""
+    device (read-only); made outside inference mode so that a cache filled under `torch.inference_mode`
+    (synthesis) still serves autograd (training)."""
+    with torch.inference_mode(False):
+        return _make_tables(device)
+
+
+def _make_tables(device: torch.device) -> dict[str, Tensor]:
     members = torch.zeros(len(PARTS), kp.NUM_KEYPOINTS, device=device)
     for i, part in enumerate(PARTS):
         members[i, list(part[2])] = 1.0
