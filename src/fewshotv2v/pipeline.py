@@ -3,16 +3,18 @@
 ```python
 from fewshotv2v import Pipeline
 
-pipe = Pipeline.from_pretrained("demo", device="auto")
+pipe = Pipeline.from_pretrained("keypoint-warp", device="auto")
 result = pipe.synthesize(ref=["me1.jpg", "me2.jpg"], drive="dance.mp4", output="me_dancing.mp4")
 print(result.summary())
 ```
 
 Per driving frame the pipeline streams decode -> keypoints (detector + tracker, or given) -> One-Euro
 smoothing -> retargeting onto the first reference's proportions -> label map -> generator -> encode: one
-frame at a time, so memory stays flat with the video's length. The generator works in the reference crop
-(the model's size, e.g. 512 x 256 for pose): the output video has the model's size and the driving video's
-fps and audio. `stream()` is the same loop as a generator of uint8 frames, for library use.
+frame at a time, so memory stays flat with the video's length. The generator works in a crop at the
+model's size. Models with the warp composite (SPEC §7) write the reference photo at its own resolution
+(capped by `size`), the crop following the retargeted body on it (`inference.framing`); older models write
+their crop at the model's size. Either way the video keeps the driving video's frame count, fps and audio.
+`stream()` is the same loop as a generator of uint8 frames, for library use.
 
 The stages overlap (`inference.overlap`): decode .. label map run in a producer thread (`_inputs`), the
 generator on the caller's thread, and `synthesize` encodes in a writer thread, through bounded queues
@@ -159,7 +161,7 @@ class Pipeline:
     @classmethod
     def from_pretrained(
         cls,
-        name_or_dir: str | Path = "demo",
+        name_or_dir: str | Path = "keypoint-warp",
         *,
         device: Any = "auto",
         dtype: str = "fp32",
@@ -167,7 +169,8 @@ class Pipeline:
         settings=None,
         **kwargs: Any,
     ) -> Pipeline:
-        """Load a model folder, a packaged model (`demo`) or a downloaded one (`fewshotv2v.hub`)."""
+        """Load a model folder, a packaged model (`keypoint-warp`, `keypoint-warp-face`, `demo`) or a
+        downloaded one (`fewshotv2v.hub`)."""
         from fewshotv2v.hub import resolve_model
         from fewshotv2v.models.io import load_pretrained
 
