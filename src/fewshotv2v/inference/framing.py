@@ -21,13 +21,14 @@ Boxes are integer-aligned in canvas pixels, so a crop pixel is a canvas pixel (n
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fewshotv2v.models.composite import composite, fill_background
+from fewshotv2v.models.composite import composite, fill_background, over_background
 from fewshotv2v.modes import get_mode
 from fewshotv2v.semantics.crops import box_transform, crop_image, transform_keypoints
 from fewshotv2v.semantics.label_maps import build_label_map
@@ -111,6 +112,7 @@ def _crop_tensor(t: torch.Tensor, box: np.ndarray) -> torch.Tensor:
     return F.pad(part, pads, mode="replicate") if any(pads) else part
 
 
+@functools.lru_cache(maxsize=8)  # per box size: the pose box keeps its size, the face box is fixed
 def _feather(hw: tuple[int, int], fraction: float, device) -> torch.Tensor:
     """`(1, 1, h, w)` weights: 1 inside, a linear ramp to 0 over `fraction` of the side at the edges."""
 
@@ -240,14 +242,11 @@ class Composer:
         ref_crop = self.ref_crops[int(out.ref_index[0])]
         sampled = F.grid_sample(ref_crop, grid, mode="bilinear", padding_mode="border", align_corners=False)
         backdrop = _crop_tensor(self.backdrop, box)  # (1, 3, bh, bw)
-        if self.has_mask:
-            person = sampled[:, 3:].clamp(0, 1)
-            if out.coverage is not None:  # only where the target body is (no ghost at its old place)
-                coverage = F.interpolate(
-                    out.coverage.float(), size=box_hw, mode="bilinear", align_corners=False
-                )
-                person = person * coverage.clamp(0, 1)
-            base = person * sampled[:, :3] + (1 - person) * backdrop
+        if self.has_mask:  # only where the target body is (no ghost at its old place)
+            coverage = out.coverage
+            if coverage is not None:
+                coverage = F.interpolate(coverage.float(), size=box_hw, mode="bilinear", align_corners=False)
+            base = over_background(sampled, backdrop, coverage)[0]
         else:
             base = sampled
         up = F.interpolate(

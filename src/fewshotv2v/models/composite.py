@@ -90,6 +90,15 @@ def warp_base(
     if ref_person is None or background is None:
         return warp(ref_image, flow), None
     warped = warp(torch.cat([ref_image, ref_person.to(ref_image.dtype)], dim=1), flow)
+    return over_background(warped, background, coverage)
+
+
+def over_background(
+    warped: torch.Tensor, background: torch.Tensor, coverage: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The warped reference and its warped person mask `warped (B, 3 + 1, H, W)` laid over `background`:
+    (base (B, 3, H, W), person_t (B, 1, H, W)), person_t kept only where `coverage` says the target body
+    is. Shared by `warp_base` (model size) and the full-resolution composite (`inference.framing`)."""
     person_t = warped[:, 3:].clamp(0, 1)
     if coverage is not None:
         person_t = person_t * coverage.to(person_t.dtype).clamp(0, 1)
@@ -102,4 +111,4 @@ def composite(base: torch.Tensor, trust: torch.Tensor, residual: torch.Tensor) -
     return (base + (1 - trust) * residual).clamp(-1, 1)
 
 
-__all__ = ["composite", "fill_background", "similarity_flow", "warp_base"]
+__all__ = ["composite", "fill_background", "over_background", "similarity_flow", "warp_base"]

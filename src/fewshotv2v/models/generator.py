@@ -91,15 +91,17 @@ def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None, ref_
     """
     from fewshotv2v.models.prior import prior_flow
 
-    extra = {"border": FACE_BORDER} if config.mode == "face" else {}
+    kw = {"border": FACE_BORDER} if config.mode == "face" else {}
     if transform is None:
-        kw = {"ref_mask": ref_mask, **extra} if ref_mask is not None else extra
+        if ref_mask is not None:
+            kw["ref_mask"] = ref_mask
         flow, coverage = prior_flow(config.mode, ref_kps, drive_kps, config.size, **kw)
         return flow, _loosen(coverage)
     a, c = transform[:, :1, None].float(), transform[:, None, 1:].float()  # (B, 1, 1), (B, 1, 2)
     ref_in_target = torch.cat([(ref_kps[..., :2].float() - c) / a, ref_kps[..., 2:].float()], dim=-1)
     camera = C.similarity_flow(transform, config.size)
-    kw = {"ref_mask": warp(ref_mask.float(), camera), **extra} if ref_mask is not None else extra
+    if ref_mask is not None:  # the mask too, brought into the target crop
+        kw["ref_mask"] = warp(ref_mask.float(), camera)
     f, coverage = prior_flow(config.mode, ref_in_target, drive_kps, config.size, **kw)  # (B, 2|1, H, W)
     return camera + a[..., None] * f, _loosen(coverage)
 
@@ -126,7 +128,7 @@ def warp_reference(config: ModelConfig, refs, rows, ref_index, flow, transform=N
     ref_image = refs.ref_images[rows, ref_index]
     if refs.backgrounds is None:  # face: no person mask, the warp is the base
         return warp(ref_image, flow)
-    person = refs.ref_labels[rows, ref_index, config.person_channel][:, None]  # (B, 1, H, W)
+    person = reference_person(config, refs, rows, ref_index)  # (B, 1, H, W)
     background = refs.backgrounds[rows, ref_index]
     if transform is not None:
         background = warp(background, C.similarity_flow(transform, config.size))
