@@ -110,9 +110,9 @@ def prepare_reference(
     if full:
         from fewshotv2v.inference.framing import cover_box, integer_box
 
-        if spec.has_person_mask and mask is None:  # the photo's person mask from the keypoints alone
-            mask = skeleton_mask(kps, hw)
         if spec.has_person_mask:
+            if mask is None:  # the photo's person mask from the keypoints alone
+                mask = skeleton_mask(kps, hw)
             box = cover_box(box, mask, aspect)
         box = integer_box(box, aspect)
     crop = crop_image(image, box, out_hw)
