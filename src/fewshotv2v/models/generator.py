@@ -109,7 +109,7 @@ def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None, ref_
 # Face crops: the border stays still and the head moves inside it (a head in front of a static background;
 # the crop pasted back into the photo meets it at the border). "similarity": the border follows the head.
 FACE_BORDER = "static"
-COVERAGE_MARGIN = 0.04  # of the crop height: hair and loose clothes stick out of the prior's limb radii
+COVERAGE_MARGIN = 0.02  # of the crop height: hair and loose clothes stick out of the prior's limb radii
 
 
 def _loosen(coverage: torch.Tensor) -> torch.Tensor:
