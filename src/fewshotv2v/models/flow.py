@@ -7,7 +7,8 @@ the reference warp and the previous-frame warp; when both are needed they run as
 
 With the keypoint flow prior (SPEC §7, `flow_prior="keypoints"`) W also sees the prior flow (normalised)
 and the source warped by it, and its flow head predicts a residual on top of the prior: the head starts at
-zero, so an untrained W returns the prior exactly. With the warp composite the mask head starts at a
+zero, so an untrained W returns the prior exactly; with `residual_flow=False` it has no flow head and
+returns the prior as it is (then it only predicts the mask). With the warp composite the mask head starts at a
 constant "trust the warp" (mask sigmoid(-2) = 0.12).
 """
 
@@ -45,9 +46,10 @@ class FlowNetwork(nn.Module):
         self.up = nn.ModuleList(
             maybe_sn(nn.Conv2d(c[i + 1], c[i], 3, padding=1), sn) for i in range(len(c) - 1)
         )
-        self.flow_head = nn.Conv2d(c[0], 2, 3, padding=1)
+        # residual_flow=False (prior only): no flow head, W's flow is the prior as it is
+        self.flow_head = nn.Conv2d(c[0], 2, 3, padding=1) if config.residual_flow else None
         self.mask_head = nn.Conv2d(c[0], 1, 3, padding=1)
-        if self.uses_prior:  # residual flow: zero at the start
+        if self.uses_prior and self.flow_head is not None:  # residual flow: zero at the start
             nn.init.zeros_(self.flow_head.weight)
             nn.init.zeros_(self.flow_head.bias)
         if config.composite == "warp":  # composite mask: start by trusting the warp everywhere (88 %)
@@ -75,10 +77,13 @@ class FlowNetwork(nn.Module):
         x = self.res(x)  # (B, c_n, H/2^n, W/2^n)
         for conv in reversed(self.up):
             x = lrelu(conv(upsample2(x)))
+        mask = torch.sigmoid(self.mask_head(x))
+        if self.flow_head is None:
+            return prior, mask  # fp32 as the prior made it (the warp grid is fp32)
         flow = self.flow_head(x) * self.scale
         if self.uses_prior:
             flow = flow + prior.to(flow.dtype)
-        return flow, torch.sigmoid(self.mask_head(x))
+        return flow, mask
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

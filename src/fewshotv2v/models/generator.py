@@ -33,6 +33,7 @@ from fewshotv2v.errors import InputError
 from fewshotv2v.models import composite as C
 from fewshotv2v.models.flow import FlowNetwork, warp
 from fewshotv2v.models.layers import ConvBlock, SPADEResBlock, batched_conv2d, lrelu, upsample2
+from fewshotv2v.models.prior import closest_reference
 from fewshotv2v.models.reference_encoder import ReferenceAttention, ReferenceEncoder
 from fewshotv2v.models.weight_generator import GeneratedShapes, GeneratedWeights, WeightGenerator
 from fewshotv2v.models.weights import WEIGHTS_NAME, load_weights, read_config, save_pretrained
@@ -70,7 +71,8 @@ class GeneratorOutput:
     warped_ref: torch.Tensor  # (B, 3, H, W)
     mask_ref: torch.Tensor  # (B, 1, H, W), 1 = warp not trusted
     flow_ref: torch.Tensor  # (B, 2, H, W) pixels
-    ref_index: torch.Tensor  # (B,) long: the reference W warped (largest attention mass)
+    ref_index: torch.Tensor  # (B,) long: the reference W warped (flow prior: closest pose; else the
+    # largest attention mass)
     warped_prev: torch.Tensor | None = None
     mask_prev: torch.Tensor | None = None
     flow_prev: torch.Tensor | None = None
@@ -374,6 +376,10 @@ class Generator(nn.Module):
             ref_index = torch.zeros(b, dtype=torch.long, device=label.device)
         else:
             bottleneck, weights, ref_index = self._attend(label, refs)
+            if self.config.uses_keypoints and keypoints is not None and refs.ref_keypoints is not None:
+                # W warps the reference whose pose is closest (as keypoint-warp does): the prior's warp
+                # is best from there, while E_A still merges all K references for H's weights
+                ref_index = closest_reference(refs.ref_keypoints, keypoints)
         rows = torch.arange(b, device=label.device)
         ref_image = refs.ref_images[rows, ref_index]  # (B, 3, H, W)
         ref_label = refs.ref_labels[rows, ref_index]  # (B, C, H, W)

@@ -23,24 +23,7 @@ from fewshotv2v.models.generator import (
     reference_person,
     warp_reference,
 )
-
-
-def closest_reference(ref_kps: torch.Tensor, kps: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:
-    """(B,) index of the reference whose body pose is closest to the target's: mean distance of the
-    BODY_25 joints present in both, each skeleton centred on its joints' mean (position does not count).
-
-    ref_kps (B, K, 137, 3), kps (B, 137, 3). A reference sharing no joint with the target scores last."""
-    ref_body, body = ref_kps[..., :25, :], kps[:, None, :25, :]  # (B, K, 25, 3), (B, 1, 25, 3)
-    both = ((ref_body[..., 2] >= threshold) & (body[..., 2] >= threshold)).float()  # (B, K, 25)
-    count = both.sum(-1, keepdim=True).clamp_min(1)
-
-    def centred(points):
-        mean = (points[..., :2] * both[..., None]).sum(-2, keepdim=True) / count[..., None]
-        return points[..., :2] - mean
-
-    dist = ((centred(ref_body) - centred(body)).norm(dim=-1) * both).sum(-1) / count[..., 0]
-    dist = torch.where(both.sum(-1) > 0, dist, torch.full_like(dist, float("inf")))
-    return dist.argmin(dim=1)
+from fewshotv2v.models.prior import closest_reference
 
 
 class KeypointWarp(nn.Module):
