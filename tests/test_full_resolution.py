@@ -122,6 +122,38 @@ def test_untrained_w_returns_the_prior_and_the_mask_trusts_the_warp(preset, one_
     assert torch.allclose(out.image, out.warped_ref.clamp(-1, 1), atol=1e-6)
 
 
+def test_without_residual_flow_w_keeps_the_prior_and_still_learns_the_mask(one_thread):
+    cfg = ModelConfig.preset("tiny-prior", residual_flow=False)
+    assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ConfigError, match="residual_flow"):
+        ModelConfig.preset("tiny", residual_flow=False)  # no prior: W must predict a flow
+    gen = Generator(cfg).eval()
+    assert gen.flow.flow_head is None and not any("flow_head" in n for n, _ in gen.named_parameters())
+    images, labels, ref_kps, label, kps = _inputs(cfg)
+    with torch.no_grad():
+        gen.flow.mask_head.bias.fill_(1.0)  # a "trained" W: the flow must not move, the mask must
+        out = gen(label, gen.encode_references(images, labels, ref_kps), keypoints=kps)
+    prior, _ = keypoint_prior(cfg, ref_kps[:, 0], kps, None, labels[:, 0, 3:4])
+    assert torch.equal(out.flow_ref, prior) and out.flow_ref.dtype == torch.float32
+    assert float(out.mask_ref.min()) > 0.5
+
+
+def test_with_the_prior_k_references_warp_the_closest_pose_like_keypoint_warp(one_thread):
+    """K > 1: W warps the reference in the closest pose (not the attention's pick), so an untrained model
+    with K = 3 gives keypoint-warp's frame; the attention still merges all three for H."""
+    cfg = ModelConfig.preset("tiny-prior")
+    gen = Generator(cfg).eval()
+    images, labels, ref_kps, label, _ = _inputs(cfg, k=3)
+    kps = ref_kps[:, 2].clone()
+    kps[:, :, :2] += 1.5  # nearly the third reference's pose
+    with torch.no_grad():
+        out = gen(label, gen.encode_references(images, labels, ref_kps), keypoints=kps)
+        kw_model = KeypointWarp(ModelConfig.preset("tiny-prior", architecture="keypoint-warp"))
+        kw = kw_model(label, kw_model.encode_references(images, labels, ref_kps), keypoints=kps)
+    assert out.ref_index.tolist() == [2] == kw.ref_index.tolist()
+    assert torch.allclose(out.image, kw.image.clamp(-1, 1), atol=1e-5)
+
+
 def test_prior_models_need_keypoints():
     cfg = ModelConfig.preset("tiny-prior")
     gen = Generator(cfg).eval()
@@ -290,7 +322,7 @@ def test_animate_face_opens_the_mouth_and_blinks():
 
 
 def test_keypoint_warp_picks_the_reference_in_the_closest_pose():
-    from fewshotv2v.models.keypoint_warp import closest_reference
+    from fewshotv2v.models.prior import closest_reference
 
     cfg = ModelConfig.preset("tiny-prior")
     poses = torch.cat([example_keypoints(cfg, i) for i in (0, 9, 18)])  # (3, 137, 3) different poses

@@ -349,6 +349,26 @@ def test_trainer_reads_the_loss_weights(pose_data, tmp_path, term, key):
     assert res.losses["g_total"] == pytest.approx(3.0 * res.losses[term], rel=1e-5)
 
 
+def test_reconstruction_only_training_runs_no_discriminator(pose_data, tmp_path):
+    """No adversarial weight: no D step (D unchanged, no d_* logged), G still learns from the L1 term."""
+    zero = {f"w_{n}": 0.0 for n in ("gan", "feature_matching", "perceptual", "warp", "face", "temporal")}
+    tcfg = TrainConfig(steps=1, batch_size=2, perceptual="none", workers=0).replace(
+        **zero, w_reconstruction=2.0
+    )
+    assert not tcfg.loss_weights.adversarial and TrainConfig().loss_weights.adversarial
+    t = make_trainer(pose_data, tmp_path / "l1", loss_weights=tcfg.loss_weights)
+    d_before = {k: v.clone() for k, v in t.discriminators.state_dict().items()}
+    g_before = {k: v.clone() for k, v in t.generator.state_dict().items()}
+    res = t.train_step(next(iter(_loader(t))))
+    assert not any(name.startswith("d_") for name in res.losses)
+    assert not {"g_gan", "g_fm", "g_face"} & set(res.losses)
+    assert all(torch.equal(v, t.discriminators.state_dict()[k]) for k, v in d_before.items())
+    assert any(not torch.equal(v, t.generator.state_dict()[k]) for k, v in g_before.items())
+    assert res.losses["g_total"] == pytest.approx(
+        2.0 * res.losses["g_l1"] + 10.0 * res.losses["g_mask"], rel=1e-5
+    )
+
+
 def test_temporal_discriminator_is_trained_when_the_model_has_one(tmp_path):
     """use_temporal_discriminator: from the T_d-th frame of a clip the temporal D gets a D step on the last
     T_d real vs generated frames and G a weighted hinge term (logged as d_temporal / g_temporal)."""

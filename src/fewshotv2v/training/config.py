@@ -45,6 +45,12 @@ class LossWeights:
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
                 raise ConfigError(f"loss weight w_{f.name} must be a number >= 0, got {value!r}")
 
+    @property
+    def adversarial(self) -> bool:
+        """True when some G term needs the discriminators; False = reconstruction-only training (the
+        trainer then runs no D step: a weight-0 term is not computed)."""
+        return any(getattr(self, name) > 0 for name in ("gan", "feature_matching", "face", "temporal"))
+
 
 @dataclass(frozen=True)
 class TrainConfig:

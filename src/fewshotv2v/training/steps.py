@@ -210,7 +210,8 @@ def generator_losses(
     """G losses of one frame (SPEC §3), with the discriminators frozen by the caller. `fake_frames`: the
     temporal D's input (`losses.stack_frames` of the last T_d generated frames, this one with its graph).
 
-    Returns (weighted total, unweighted parts by term name; terms that do not apply are left out).
+    Returns (weighted total, unweighted parts by term name; terms that do not apply, or whose weight is
+    0, are left out: they are not computed, so a run without adversarial terms never calls D).
     """
     frame = GFrame(
         discriminators, perceptual, out, label, real, ref_label, ref_image, boxes, ref_boxes, fake_frames
@@ -218,10 +219,14 @@ def generator_losses(
     parts: dict[str, torch.Tensor] = {}
     total = None
     for term in terms:
+        if getattr(weights, term.weight) == 0:
+            continue
         value = term.compute(frame)
         if value is None:
             continue
         parts[term.name] = value
         weighted = getattr(weights, term.weight) * value
         total = weighted if total is None else total + weighted
+    if total is None:  # every weight 0: nothing to learn from this frame
+        total = frame.fake.sum() * 0.0
     return total, parts

@@ -331,18 +331,20 @@ class Trainer:
                 real_frames = stack_frames([*real_hist, real])
                 fake_frames = stack_frames([*fake_hist, fake.float()])  # this frame keeps its graph
 
-            # D step on the detached output
-            self.discriminators.requires_grad_(True)
-            with self._autocast():
-                d_parts = self.d_step(
-                    label, real, fake.detach(), ref_label, ref_image, boxes, ref_boxes, real_frames,
-                    fake_frames.detach() if fake_frames is not None else None,
-                )  # fmt: skip
-            loss_d = sum(d_parts.values())
-            if not all_finite(loss_d, self.info):
-                skipped = True
-                break
-            self._optimise(loss_d, self.opt_d, self.scaler_d, self.discriminators.parameters())
+            # D step on the detached output (none when no G term uses D: reconstruction-only training)
+            d_parts = {}
+            if self.loss_weights.adversarial:
+                self.discriminators.requires_grad_(True)
+                with self._autocast():
+                    d_parts = self.d_step(
+                        label, real, fake.detach(), ref_label, ref_image, boxes, ref_boxes, real_frames,
+                        fake_frames.detach() if fake_frames is not None else None,
+                    )  # fmt: skip
+                loss_d = sum(d_parts.values())
+                if not all_finite(loss_d, self.info):
+                    skipped = True
+                    break
+                self._optimise(loss_d, self.opt_d, self.scaler_d, self.discriminators.parameters())
 
             # G step with D frozen (the unwrapped D: its DDP reducer must not see G's backward)
             self.discriminators.requires_grad_(False)
