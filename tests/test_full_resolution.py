@@ -368,6 +368,13 @@ def test_shipped_models_resolve_offline_and_fit_the_wheel_budget(monkeypatch):
         model, _ = load_pretrained(folder)
         assert model.config.mode == mode and model.config.composite == "warp"
         assert model.config.architecture == "keypoint-warp" or (folder / "README.md").is_file()
+    # the trained lite models ship too (selectable, and a starting point for --init), with a model card
+    for name, mode in (("pose-lite", "pose"), ("face-lite", "face")):
+        assert registry[name].packaged and registry[name].mode == mode
+        folder = resolve_model(name)
+        model, _ = load_pretrained(folder)
+        assert model.config.uses_keypoints and model.config.composite == "warp"
+        assert "## Evaluation" in (folder / "README.md").read_text()
     assets = files("fewshotv2v") / "assets"
     total = sum(p.stat().st_size for p in Path(str(assets)).rglob("*.safetensors"))
     assert total <= 25 * 10**6, total

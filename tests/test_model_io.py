@@ -141,3 +141,25 @@ def test_a_bit_flipped_weights_file_is_refused(tmp_path):
         load_pretrained(folder)
     (folder / "checksums.json").unlink()  # a folder from before checksums.json: loads as it is
     load_pretrained(folder, with_discriminators=True)
+
+
+def test_saved_and_exported_model_folders_are_readable_by_others(tmp_path):
+    """safetensors writes 0600 files and mkdtemp 0700 folders: a model folder (or a packaged asset made
+    from it) must get the usual modes, here 0644 / 0755 under umask 022."""
+    import os
+    import stat
+
+    from fewshotv2v.hub_publish import export_model
+    from fewshotv2v.models.discriminators import Discriminators
+
+    old = os.umask(0o022)
+    try:
+        cfg = ModelConfig.preset("tiny")
+        save_pretrained(tmp_path / "m", Generator(cfg), discriminators=Discriminators(cfg))
+        export_model(tmp_path / "m", tmp_path / "half", half=True)
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "m", tmp_path / "half"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+        for f in folder.iterdir():
+            assert stat.S_IMODE(f.stat().st_mode) == 0o644, f

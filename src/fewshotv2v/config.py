@@ -260,9 +260,9 @@ _KEYPOINT_WARP = {**_PRIOR, "architecture": "keypoint-warp"}
 # full-resolution composite (SPEC §7), not from the model size.
 _LITE = {
     **_PRIOR,
-    # The flow is the prior's: a learned residual flow is still noise after the few thousand steps a CPU
-    # affords and costs more than it brings (held-out pose 32.3 -> 28.9 dB after 300 steps); W learns the
-    # composite mask and H the correction of the warped reference.
+    # Pose: the flow is the prior's; a learned residual flow still misaligned more than it repaired after
+    # the few hundred steps a CPU affords (held-out pose below keypoint-warp), so W learns the composite
+    # mask and H the correction of the warped reference.
     "residual_flow": False,
     "ch_base": 16,
     "ch_max": 128,
@@ -287,7 +287,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny-prior": {"mode": "pose", **_TINY, **_PRIOR},
     "tiny-face-prior": {"mode": "face", **_TINY, "width": 64, "use_face_discriminator": False, **_PRIOR},
     "pose-lite": {"mode": "pose", "height": 128, "width": 64, **_LITE},
-    "face-lite": {"mode": "face", "height": 128, "width": 128, "use_face_discriminator": False, **_LITE},
+    # Faces: the hair and the neck lie outside the landmarks, where only a learned residual flow (small:
+    # 2 px per unit of the zero-init head) moves them with the head.
+    "face-lite": {
+        "mode": "face",
+        "height": 128,
+        "width": 128,
+        "use_face_discriminator": False,
+        **_LITE,
+        "residual_flow": True,
+        "flow_scale": 2.0,
+    },
     "keypoint-warp": {"mode": "pose", "height": 256, "width": 128, **_KEYPOINT_WARP},
     "keypoint-warp-face": {"mode": "face", "height": 256, "width": 256, **_KEYPOINT_WARP},
     "tiny-street": {

@@ -184,13 +184,14 @@ def _copy_weights(src: Path, dst: Path, half: bool) -> None:
         return
     import torch
     from safetensors import safe_open
-    from safetensors.torch import save_file
+
+    from fewshotv2v.models.weights import save_safetensors
 
     with safe_open(str(src), framework="pt") as f:
         metadata = dict(f.metadata() or {})
         state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    save_file(state, str(dst), metadata={**metadata, "dtype": str(torch.float16).split(".")[-1]})
+    save_safetensors(state, dst, {**metadata, "dtype": str(torch.float16).split(".")[-1]})
 
 
 def _fmt(value: Any) -> str:

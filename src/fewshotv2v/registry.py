@@ -17,8 +17,8 @@ from fewshotv2v.errors import ConfigError
 
 REGISTRY_FILE = Path(__file__).with_name("registry.json")
 # The models shipped in the package that `fsv2v synth` uses for a mode when no model is named: the best
-# measured on real photos and held-out synthetic people (docs/real-photos.md). The keypoint prior alone
-# (no weights) beats every model trained on this project's CPU budget so far.
+# measured on real photos (docs/real-photos.md). The keypoint prior alone (no weights) is still that: the
+# trained `pose-lite` / `face-lite` beat it on held-out synthetic people, not on real photos.
 DEFAULT_MODELS = {"pose": "keypoint-warp", "face": "keypoint-warp-face"}
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 

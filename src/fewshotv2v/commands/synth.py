@@ -33,8 +33,8 @@ def synth(
         str | None,
         typer.Option(
             "--model",
-            help="Model name or folder (default: settings.model, else the model shipped for --mode: "
-            "pose-lite / face-lite; keypoint-warp is the no-weights baseline)",
+            help="Model name or folder (default: settings.model, else the one shipped for --mode: "
+            "keypoint-warp / keypoint-warp-face, no weights; pose-lite / face-lite are the trained ones)",
         ),
     ] = None,
     mode: Annotated[

@@ -128,7 +128,10 @@ def train(
 
         def on_ready(trainer) -> None:
             bar.update(task, completed=trainer.step)
-            where = f"resumed from {plan.resume_from}" if plan.resume_from else "from scratch"
+            if plan.resume_from:
+                where = f"resumed from {plan.resume_from}"
+            else:
+                where = f"initialised from {plan.init_from}" if plan.init_from else "from scratch"
             _common.info(
                 f"training {plan.model_config.name} in {plan.run_dir} ({where}, step {trainer.step})"
             )

@@ -32,6 +32,23 @@ CHECKSUMS_FORMAT = "fewshotv2v-checksums"
 _COMPILE_PREFIX = "_orig_mod."
 
 
+def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> None:
+    """`safetensors.torch.save_file`, then the file's mode as any new file's (0666 minus the umask):
+    safetensors creates its files 0600, which would leave a model folder (or a packaged asset) readable
+    only by whoever wrote it."""
+    from safetensors.torch import save_file
+
+    save_file(state, str(path), metadata=metadata)
+    os.chmod(path, 0o666 & ~current_umask())
+
+
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def write_checksums(directory: str | Path) -> Path:
     """Write `checksums.json`: the sha256 of every `*.safetensors` file in `directory`."""
     from fewshotv2v.hub import sha256_file
@@ -93,22 +110,19 @@ def save_pretrained(
     `metadata` adds provenance strings (e.g. {"step": 1000, "ema": True}). Files already in the folder
     are replaced one by one with `os.replace`; a new folder appears at once.
     """
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     config: ModelConfig = getattr(generator, "_orig_mod", generator).config
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders; this one becomes the model's
     try:
         (tmp / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
         if has_weights(config):
             state = _plain_state_dict(generator)
-            save_file(state, tmp / WEIGHTS_NAME, metadata=_metadata(config, metadata, "G"))
+            save_safetensors(state, tmp / WEIGHTS_NAME, _metadata(config, metadata, "G"))
         if discriminators is not None:
-            save_file(
-                _plain_state_dict(discriminators),
-                tmp / D_WEIGHTS_NAME,
-                metadata=_metadata(config, metadata, "D"),
+            save_safetensors(
+                _plain_state_dict(discriminators), tmp / D_WEIGHTS_NAME, _metadata(config, metadata, "D")
             )
         write_checksums(tmp)
         if not directory.exists():

@@ -390,18 +390,15 @@ class Trainer:
 
     # ---- outputs (rank 0) ---------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
-        from safetensors.torch import save_file
-
         from fewshotv2v.models.io import save_pretrained
+        from fewshotv2v.models.weights import save_safetensors
 
         def write(folder: Path) -> None:
             meta = {"step": self.step, "ema": True, "prev_initialised": self.prev_initialised}
             save_pretrained(folder, self.ema.module, discriminators=self.discriminators, metadata=meta)
             # the raw generator, as save_pretrained stores weights: detached, contiguous CPU copies
             raw = {k: v.detach().cpu().contiguous().clone() for k, v in self.generator.state_dict().items()}
-            save_file(
-                raw, folder / ckpt.RAW_GENERATOR_FILE, metadata={"step": str(self.step), "ema": "False"}
-            )
+            save_safetensors(raw, folder / ckpt.RAW_GENERATOR_FILE, {"step": str(self.step), "ema": "False"})
             state = {
                 "format": STATE_FORMAT,
                 "version": 1,
