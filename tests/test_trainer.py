@@ -400,3 +400,16 @@ def test_temporal_discriminator_is_trained_when_the_model_has_one(tmp_path):
     # a model without one: no temporal terms
     plain = Trainer(ModelConfig.preset("tiny"), tcfg, lambda *a: {}, 1, tmp_path / "p", device="cpu")
     assert not {"d_temporal", "g_temporal"} & set(plain.train_step(batch).losses)
+
+
+def test_d_steps_run_only_for_a_discriminator_the_model_has():
+    """A weighted face / temporal term alone needs D steps only when the model has that D."""
+    from fewshotv2v.training.config import LossWeights
+
+    only_temporal = LossWeights(gan=0.0, feature_matching=0.0, face=0.0, temporal=1.0)
+    assert only_temporal.adversarial
+    assert not only_temporal.uses_discriminators(face=True, temporal=False)
+    assert only_temporal.uses_discriminators(face=False, temporal=True)
+    only_face = LossWeights(gan=0.0, feature_matching=0.0, face=1.0, temporal=0.0)
+    assert not only_face.uses_discriminators(face=False, temporal=True)
+    assert LossWeights().uses_discriminators(face=False, temporal=False)  # the image D: gan, fm

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fewshotv2v._files import give_default_mode
 from fewshotv2v.config import ModelConfig
 from fewshotv2v.errors import CheckpointError, ConfigError
 
@@ -33,20 +34,12 @@ _COMPILE_PREFIX = "_orig_mod."
 
 
 def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> None:
-    """`safetensors.torch.save_file`, then the file's mode as any new file's (0666 minus the umask):
-    safetensors creates its files 0600, which would leave a model folder (or a packaged asset) readable
-    only by whoever wrote it."""
+    """`safetensors.torch.save_file`, then the mode any new file gets: safetensors creates its files 0600,
+    which would leave a model folder (or a packaged asset) readable only by whoever wrote it."""
     from safetensors.torch import save_file
 
     save_file(state, str(path), metadata=metadata)
-    os.chmod(path, 0o666 & ~current_umask())
-
-
-def current_umask() -> int:
-    """The process umask (read by setting it and putting it back)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
+    give_default_mode(path)
 
 
 def write_checksums(directory: str | Path) -> Path:
@@ -114,7 +107,7 @@ def save_pretrained(
     config: ModelConfig = getattr(generator, "_orig_mod", generator).config
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders; this one becomes the model's
+    give_default_mode(tmp, folder=True)  # mkdtemp makes 0700 folders; this one becomes the model's
     try:
         (tmp / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
         if has_weights(config):

@@ -47,9 +47,19 @@ class LossWeights:
 
     @property
     def adversarial(self) -> bool:
-        """True when some G term needs the discriminators; False = reconstruction-only training (the
-        trainer then runs no D step: a weight-0 term is not computed)."""
-        return any(getattr(self, name) > 0 for name in ("gan", "feature_matching", "face", "temporal"))
+        """True when some G term needs a discriminator (whichever the model has); False =
+        reconstruction-only training (a weight-0 term is not computed)."""
+        return self.uses_discriminators(face=True, temporal=True)
+
+    def uses_discriminators(self, *, face: bool, temporal: bool) -> bool:
+        """True when a weighted G term needs a discriminator the model has (`face`, `temporal`: whether
+        it has a face D / a temporal D); the trainer runs D steps only then."""
+        return (
+            self.gan > 0
+            or self.feature_matching > 0
+            or (face and self.face > 0)
+            or (temporal and self.temporal > 0)
+        )
 
 
 @dataclass(frozen=True)

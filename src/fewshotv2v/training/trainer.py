@@ -175,6 +175,10 @@ class Trainer:
         self.checkpoints = ckpt.CheckpointManager(self.run_dir, train_config.keep_last)
         self.log = LossLog(self.run_dir / "log.jsonl")
         self.loss_weights = train_config.loss_weights  # what `generator_losses` weights its terms with
+        # D steps only when a weighted G term uses a discriminator this model has
+        self.trains_discriminators = self.loss_weights.uses_discriminators(
+            face=self.discriminators.has_face, temporal=self.discriminators.has_temporal
+        )
 
     # ---- loading ------------------------------------------------------------------------------------
     def _load_init(self, folder: Path) -> None:
@@ -333,7 +337,7 @@ class Trainer:
 
             # D step on the detached output (none when no G term uses D: reconstruction-only training)
             d_parts = {}
-            if self.loss_weights.adversarial:
+            if self.trains_discriminators:
                 self.discriminators.requires_grad_(True)
                 with self._autocast():
                     d_parts = self.d_step(

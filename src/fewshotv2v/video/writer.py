@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from fewshotv2v._files import give_default_mode
 from fewshotv2v.errors import InputError, OutputExistsError, check_output_folder
 from fewshotv2v.video.images import _short
 from fewshotv2v.video.types import _AV_ERRORS
@@ -292,9 +293,7 @@ class VideoWriter:
             self._out.close()
             self._out = None
             self._close_audio()
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
+            give_default_mode(self._tmp)  # mkstemp makes 0600 files
             _move_into_place(self._tmp, self.path, self.overwrite)
             self._tmp = None
         except BaseException:
