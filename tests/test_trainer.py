@@ -180,6 +180,7 @@ def test_cli_train_and_resume(pose_data, tmp_path):
         app, _train_args(pose_data, tmp_path / "tuned", "--init", str(model), "--steps", "1")
     )
     assert tuned.exit_code == 0, tuned.output
+    assert f"initialised from {model}" in " ".join(tuned.output.split())  # not "from scratch"
     t = make_trainer(pose_data, tmp_path / "t2")
     t._load_init(model)
     from fewshotv2v.models.io import load_pretrained
