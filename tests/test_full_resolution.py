@@ -308,6 +308,20 @@ def test_face_result_is_pasted_back_into_the_whole_photo(one_thread):
         assert np.abs(f.astype(int) - image)[outside].max() <= 2
 
 
+def test_the_face_crop_at_full_resolution_leaves_the_head_room_to_move():
+    from fewshotv2v.inference.framing import FACE_FRAME_GROW
+    from fewshotv2v.semantics.crops import face_crop_box
+
+    image, kps, _ = render_person(make_identity(2), Pose(), (200, 200), framing="face")
+    pipe = _pipeline("keypoint-warp-face")
+    pipe.set_references([image], keypoints=[kps])
+    trained = face_crop_box(kps, image.shape[:2], clamp=False)  # the crop the face models train on
+    box = pipe.references[0].box
+    side = float(trained[3] - trained[1])
+    assert abs(float(box[3] - box[1]) - FACE_FRAME_GROW * side) <= 1 and FACE_FRAME_GROW > 1
+    np.testing.assert_allclose((box[:2] + box[2:]) / 2, (trained[:2] + trained[2:]) / 2, atol=1)
+
+
 def test_animate_face_opens_the_mouth_and_blinks():
     from fewshotv2v.semantics.face_motion import animate_face
     from fewshotv2v.semantics.keypoints import FACE

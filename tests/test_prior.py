@@ -116,6 +116,25 @@ def test_face_tps_interpolates_a_local_deformation():
     assert (moved - ring).abs().max() > 0.5  # and it did move: the similarity changed with the mouth
 
 
+def test_the_top_of_the_head_moves_with_the_face_inside_a_still_border():
+    """A head that moves up and sideways in front of a still background (border="static"): the forehead
+    and hair above the brows move with the landmarks (the skull anchors), the border does not."""
+    _, ref, _ = _person(syn.Pose(), FACE_HW, "face")
+    shift = torch.tensor([4.0, -5.0])
+    drive = ref.clone()
+    drive[kp.FACE, :2] += shift
+    flow = face_prior_flow(ref, drive, FACE_HW, border="static")
+    flat = face_prior_flow(ref, drive, FACE_HW, border="static", skull=False)
+    face = drive[kp.FACE][:68, :2]  # an upright face: the jaw's ends (0, 16) level, about eye height
+    top = torch.stack([face[8, 0], 2 * face[0, 1] - face[8, 1]])  # the chin mirrored: the top of the head
+    assert face[17:27, 1].min() - top[1] > 15  # well above the brows, where the landmarks stop
+    torch.testing.assert_close(_at(flow, top), -shift, atol=0.4, rtol=0)  # rigid with the face
+    assert _at(flat, top).norm() < 0.7 * shift.norm()  # without: pulled towards the still border
+    # the border stays (exactly at its 16 anchors, sub-pixel between them)
+    border = torch.cat([flow[0, :, 0], flow[0, :, -1], flow[0, :, :, 0], flow[0, :, :, -1]], 1)
+    assert border.norm(dim=0).max() < 0.5
+
+
 def test_pose_recovers_a_similarity_inside_the_person():
     _, ref, _ = _person()
     drive = _similarity(ref, -0.1, 1.1, (-5.0, 8.0))

@@ -108,12 +108,14 @@ def prepare_reference(
     # Full resolution: boxes are not clamped into the photo (as in training); the canvas clips the paste.
     box = spec.crop_box(kps, hw, aspect=aspect, clamp=not full)
     if full:
-        from fewshotv2v.inference.framing import cover_box, integer_box
+        from fewshotv2v.inference.framing import FACE_FRAME_GROW, cover_box, grow_box, integer_box
 
         if spec.has_person_mask:
             if mask is None:  # the photo's person mask from the keypoints alone
                 mask = skeleton_mask(kps, hw)
             box = cover_box(box, mask, aspect)
+        if mode == "face":
+            box = grow_box(box, FACE_FRAME_GROW)
         box = integer_box(box, aspect)
     crop = crop_image(image, box, out_hw)
     kc = transform_keypoints(kps, box, out_hw)

@@ -142,6 +142,40 @@ def _border_anchors(h: int, w: int, per_side: int = 4) -> Tensor:
     return torch.cat([top, right, bottom, left])
 
 
+# Jaw points (iBUG 1..15 of 0..16) mirrored across the line through the jaw's ends (0, 16, about eye level):
+# an outline of the skull above the brows, where the landmarks stop and the forehead and hair begin.
+_JAW = list(range(17))
+_SKULL_FROM = list(range(2, 15))
+
+
+def _skull_outline(drive_xy: Tensor, valid: Tensor, size: tuple[int, int], margin: float = 0.04):
+    """(B, 13, 2) points on the top of the head in target pixels, and (B, 13) bool: usable.
+
+    The jaw's reflection across its end-to-end line (eyes sit about halfway up a head, so the chin's
+    mirror image is about the top of the skull): these points move with the face's similarity, so the
+    forehead and hair follow the head instead of staying with the still border. A point needs its jaw
+    point and both ends, and must lie inside the grid by `margin` of its side (near the border it would
+    fight the border anchors).
+    """
+    jaw = drive_xy[:, _JAW]  # (B, 17, 2)
+    a, b = jaw[:, :1], jaw[:, 16:17]  # (B, 1, 2) the jaw's ends
+    d = b - a
+    d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    p = jaw[:, _SKULL_FROM] - a  # (B, 13, 2)
+    along = (p * d).sum(-1, keepdim=True) * d
+    mirrored = a + 2 * along - p  # reflection across the line a + t d
+    ok = valid[:, _SKULL_FROM] & valid[:, :1] & valid[:, 16:17]
+    h, w = size
+    pad_x, pad_y = margin * w, margin * h
+    inside = (
+        (mirrored[..., 0] > pad_x - 0.5)
+        & (mirrored[..., 0] < w - 0.5 - pad_x)
+        & (mirrored[..., 1] > pad_y - 0.5)
+        & (mirrored[..., 1] < h - 0.5 - pad_y)
+    )
+    return mirrored, ok & inside
+
+
 def face_prior_flow(
     ref_kps: Tensor,
     drive_kps: Tensor,
@@ -151,6 +185,7 @@ def face_prior_flow(
     regularization: float = 1e-3,
     stride: int | None = None,
     border: str = "similarity",
+    skull: bool = True,
 ) -> Tensor:
     """Backward flow (B, 2, H, W) in pixels: for each target (driving) pixel p, where to sample the reference.
 
@@ -160,7 +195,7 @@ def face_prior_flow(
     recovered exactly and the border moves rigidly with the face. Valid landmark = conf >= threshold in
     both ref and drive (68 iBUG points + 2 pupils); a missing one is decoupled from the system (its row and
     column are replaced by the identity), so a batch with different missing points is one batched solve of
-    ``(N + 3) x (N + 3)`` (N = 70 + 16). Coordinates are divided by max(H, W) inside the solve for
+    ``(N + 3) x (N + 3)`` (N = 70 + 13 + 16). Coordinates are divided by max(H, W) inside the solve for
     conditioning; ``regularization`` is added to the kernel diagonal (in those units). The smooth residual
     is evaluated every ``stride`` pixels (default: about 128 samples along the longer side) and upsampled;
     S is exact at every pixel.
@@ -168,6 +203,10 @@ def face_prior_flow(
     ``border="static"`` pins the border anchors to themselves instead (T(anchor) = anchor): the head moves
     inside a still frame, as a head in front of a static background does (the face's crop pasted back
     into the photo then meets the photo at its border).
+
+    ``skull``: 13 more control points on the top of the head (`_skull_outline`: the jaw mirrored above
+    the eyes) with residual 0, so the forehead, hair and a hat move rigidly with the face; without them
+    everything above the brows is pulled towards the still border and a head that moves is sheared.
     """
     if border not in ("similarity", "static"):
         raise ValueError(f"border must be 'similarity' or 'static', got {border!r}")
@@ -185,13 +224,18 @@ def face_prior_flow(
 
     scale = float(max(h, w))
     anchors = _border_anchors(h, w).to(device).expand(b, -1, -1)  # (B, M, 2)
-    ctrl = torch.cat([drive_xy, anchors], 1) / scale  # (B, N, 2) normalised control points (target space)
-    used = torch.cat([valid, torch.ones(anchors.shape[:2], dtype=torch.bool, device=device)], 1)  # (B, N)
     if border == "static":  # the anchors' residual undoes S there: T(anchor) = anchor
         anchor_values = anchors - (_rotate(a_sim[:, None], anchors) + b_sim[:, None])
     else:
         anchor_values = torch.zeros_like(anchors)
-    values = torch.cat([residual, anchor_values], 1)  # (B, N, 2) pixels
+    points, used, values = [drive_xy], [valid], [residual]
+    if skull:  # the top of the head moves with S (residual 0); N grows by 13
+        top, top_ok = _skull_outline(drive_xy, valid, (h, w))
+        points, used, values = points + [top], used + [top_ok], values + [torch.zeros_like(top)]
+    ones = torch.ones(anchors.shape[:2], dtype=torch.bool, device=device)
+    ctrl = torch.cat(points + [anchors], 1) / scale  # (B, N, 2) normalised control points (target space)
+    used = torch.cat(used + [ones], 1)  # (B, N)
+    values = torch.cat(values + [anchor_values], 1)  # (B, N, 2) pixels
 
     n = ctrl.shape[1]
     m = used.float()
