@@ -68,14 +68,13 @@ def _pipeline(preset: str, folder: Path, device: str, dtype: str, backend="none"
     import torch
 
     from fewshotv2v.config import ModelConfig
-    from fewshotv2v.models.generator import Generator
-    from fewshotv2v.models.io import save_pretrained
+    from fewshotv2v.models.io import build_model, save_pretrained
     from fewshotv2v.pipeline import Pipeline
 
     torch.manual_seed(0)
     model_dir = folder / preset
     if not model_dir.exists():
-        save_pretrained(model_dir, Generator(ModelConfig.preset(preset)))
+        save_pretrained(model_dir, build_model(ModelConfig.preset(preset)))
     pipe = Pipeline.from_pretrained(model_dir, device=device, dtype=dtype, backend=backend)
     image, kps, mask = _reference()
     pipe.set_references([image], keypoints=[kps], masks=[mask])

@@ -241,6 +241,28 @@ def test_output_is_the_photo_at_its_own_resolution_and_the_same_pose_gives_the_p
     assert err < 4.0, err  # identical keypoints: the photo comes back (up to the resampling)
 
 
+def test_keypoint_warp_gets_no_label_maps_drawn_and_the_same_frames(one_thread, monkeypatch):
+    """keypoint-warp reads only the keypoints: the producer skips the skeleton drawing (the costliest
+    part of it), the frames are those with the maps drawn, and --side-by-side still shows them."""
+    from fewshotv2v.inference import framing
+
+    image, kps, mask = _photo()
+    drive = [kps, _photo(pose=Pose(r_arm=1.0, r_elbow=1.2))[1], kps]
+    pipe = _pipeline()
+    pipe.set_references([image], keypoints=[kps], masks=[mask])
+    drawn = []
+    real = framing.build_label_map
+    monkeypatch.setattr(framing, "build_label_map", lambda *a, **k: drawn.append(1) or real(*a, **k))
+    frames = list(pipe.stream([image] * 3, keypoints=drive))
+    assert drawn == []
+    side = list(pipe.stream([image] * 3, keypoints=drive, side_by_side=True))
+    assert len(drawn) == 3
+    w = image.shape[1]
+    for f, s in zip(frames, side, strict=True):
+        np.testing.assert_array_equal(f, s[:, -w:])  # the synthesized panel is the same
+    assert side[1][:, w : 2 * w].max() > 0  # the label panel shows the skeleton
+
+
 def test_size_caps_the_long_side_and_huge_sizes_are_refused():
     image, kps, mask = _photo((192, 160))
     pipe = _pipeline(size=96)

@@ -185,3 +185,28 @@ def _write_goldens() -> None:  # pragma: no cover - run by hand when the rendere
 
 if __name__ == "__main__":  # pragma: no cover
     _write_goldens()
+
+
+def test_a_batch_of_strokes_draws_the_same_pixels_as_one_stroke_at_a_time():
+    """`draw_strokes` pads windows of different sizes into batches: the result must not depend on it."""
+    from fewshotv2v.semantics.draw import Stroke, draw_strokes, polyline_stroke
+
+    rng = np.random.default_rng(0)
+    strokes = [
+        Stroke(np.array([[5.2, 6.1], [50.7, 40.3]]), 2.5, (255, 0, 0)),  # long capsule
+        Stroke(np.array([[20.4, 20.6]]), 3.0, (0, 255, 0)),  # disc over it
+        polyline_stroke(rng.uniform(0, 60, (7, 2)), 1.0, (0, 0, 255), closed=True),
+        Stroke(np.array([[-10.0, -8.0], [3.0, 2.0]]), 1.5, (255, 255, 0)),  # partly outside the canvas
+        Stroke(np.array([[200.0, 200.0], [210.0, 220.0]]), 1.0, (255, 0, 255)),  # entirely outside
+        Stroke(np.zeros((0, 2)), 1.0, (9, 9, 9)),  # nothing
+        Stroke(np.array([[30.0, 30.0], [30.0, 30.0]]), 4.0, (10, 200, 30)),  # zero-length segment
+    ]
+    batch = np.zeros((48, 64, 3), np.float32)
+    draw_strokes(batch, strokes)
+    one_by_one = np.zeros_like(batch)
+    for stroke in strokes:
+        draw_strokes(one_by_one, [stroke])
+    np.testing.assert_array_equal(batch, one_by_one)
+    assert batch[6, 5, 0] > 200  # the capsule's start
+    np.testing.assert_allclose(batch[30, 30], (10, 200, 30), atol=1e-3)  # the last stroke is on top
+    assert batch[0, 0].max() > 0 and batch[47, 0].max() == 0  # partly outside: drawn where it is inside

@@ -377,7 +377,7 @@ class Pipeline:
     def _stream(self, source, side_by_side: bool) -> Iterator[np.ndarray]:
         stats = self.last_stats = DriveStats()
         detector = self._open_detector(static=False) if not source.keypoints_given else None
-        inputs = self._inputs(source, detector)
+        inputs = self._inputs(source, detector, labels=side_by_side or None)
         if self.prefetch > 0:  # decode .. label map in a producer thread, ahead of the model
             from fewshotv2v.inference.overlap import prefetch
 
@@ -390,10 +390,14 @@ class Pipeline:
         if stats.frames and stats.frames == stats.frames_empty:
             raise NoPersonError("no person detected in any frame of the driving video")
 
-    def _inputs(self, source, detector) -> Iterator[_FrameInput]:
+    def _inputs(self, source, detector, *, labels: bool | None = None) -> Iterator[_FrameInput]:
         """The producer stage: driving frame -> keypoints (detect + track, or given) -> smoothing ->
         retargeting -> label map (and, at full resolution, the frame's place on the canvas). Numpy only:
-        it runs in its own thread (`prefetch`)."""
+        it runs in its own thread (`prefetch`). `labels`: draw the label maps (None: when the generator
+        reads them; `keypoint-warp` only needs the keypoints, so at full resolution it gets blank maps
+        and the skeleton is not drawn)."""
+        if labels is None:
+            labels = getattr(self._active_generator(), "reads_label", True)
         counts = DriveStats()  # the producer's own counts, handed over with each frame
         keypoints = DrivingKeypoints(
             detector,
@@ -413,7 +417,7 @@ class Pipeline:
             if composer is None:
                 yield _FrameInput(image, labeler(kps, mask), replace(counts))  # label (C, H, W) float32
             else:
-                target = composer.target(kps, mask) if kps is not None else None
+                target = composer.target(kps, mask, label=labels) if kps is not None else None
                 label = target.label if target is not None else None
                 yield _FrameInput(image, label, replace(counts), target)
 

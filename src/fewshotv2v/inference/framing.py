@@ -185,8 +185,9 @@ class Composer:
         return self.canvas_hw
 
     # ---- driving frame -> generator input ---------------------------------------------------------
-    def target(self, kps: np.ndarray, mask: np.ndarray | None) -> FrameTarget:
-        """Driving keypoints `(137, 3)` (driving-frame pixels) and the driver's mask (or None)."""
+    def target(self, kps: np.ndarray, mask: np.ndarray | None, *, label: bool = True) -> FrameTarget:
+        """Driving keypoints `(137, 3)` (driving-frame pixels) and the driver's mask (or None). `label`
+        False: a blank label map (for a generator that reads only the keypoints), nothing drawn."""
         from fewshotv2v.inference.references import skeleton_mask
 
         kc = self.retarget(kps)  # (137, 3) canvas pixels
@@ -197,19 +198,22 @@ class Composer:
         else:
             box = self.refs[0].box
         crop_kps = transform_keypoints(kc, box, self.hw)
-        crop_mask = None
-        if self.config.person_channel is not None:
-            drive_box = self._driving_box(box, shift)
-            crop_mask = (
-                crop_image(np.asarray(mask, np.float32), drive_box, self.hw)
-                if mask is not None and drive_box is not None
-                else skeleton_mask(crop_kps, self.hw)
-            )
-        label = build_label_map(self.mode, crop_kps, self.hw, config=self.config, mask=crop_mask)
+        if label:
+            crop_mask = None
+            if self.config.person_channel is not None:
+                drive_box = self._driving_box(box, shift)
+                crop_mask = (
+                    crop_image(np.asarray(mask, np.float32), drive_box, self.hw)
+                    if mask is not None and drive_box is not None
+                    else skeleton_mask(crop_kps, self.hw)
+                )
+            label_map = build_label_map(self.mode, crop_kps, self.hw, config=self.config, mask=crop_mask)
+        else:
+            label_map = np.zeros((self.config.label_nc, *self.hw), np.float32)
         transforms = None
         if self.mode == "pose":
             transforms = np.stack([box_transform(box, r.box, self.hw) for r in self.refs])
-        return FrameTarget(box, crop_kps, label, transforms)
+        return FrameTarget(box, crop_kps, label_map, transforms)
 
     def _follow(self, kc: np.ndarray) -> np.ndarray:
         """The reference's crop box moved with the body: by the mean displacement of the body joints

@@ -258,6 +258,8 @@ class ImageDecoder(nn.Module):
 class Generator(nn.Module):
     """Few-shot vid2vid generator: E_F, E_A, E_P, label embedder, W, warp UNets and H (SPEC §2)."""
 
+    reads_label = True  # the driving label map conditions the network (`KeypointWarp` reads keypoints only)
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config

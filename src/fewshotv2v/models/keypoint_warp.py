@@ -29,6 +29,8 @@ from fewshotv2v.models.prior import closest_reference
 class KeypointWarp(nn.Module):
     """The prior + composite only: out = warp_base(ref, prior flow) (no W, no H)."""
 
+    reads_label = False  # only the keypoints and the label's shape: the pipeline need not draw the maps
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         if config.architecture != "keypoint-warp":

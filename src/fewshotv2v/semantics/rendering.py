@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from fewshotv2v.semantics import keypoints as kp
-from fewshotv2v.semantics.draw import draw_capsule, draw_curve, draw_disc, draw_polyline
+from fewshotv2v.semantics.draw import Stroke, curve_stroke, draw_strokes, polyline_stroke
 
 # OpenPose BODY_25 colours per keypoint (RGB).
 BODY_POINT_COLOURS = np.array(
@@ -74,14 +74,15 @@ def render_skeleton(
     def keep() -> bool:
         return limb_drop <= 0 or rng.random() >= limb_drop
 
+    strokes: list[Stroke] = []  # drawn in this order, each over the ones before (one batch)
     body = kps[kp.BODY]
     ok = kp.valid_mask(body, body_threshold)
     for (a, b), colour in zip(kp.BODY_LIMBS, LIMB_COLOURS, strict=True):
         if ok[a] and ok[b] and keep():
-            draw_capsule(canvas, body[a, :2], body[b, :2], body_hw, colour)
+            strokes.append(Stroke(body[[a, b], :2], body_hw, colour))
     # Joints on top of the limbs, slightly larger (OpenPose draws circles of the point colour).
     for i in np.flatnonzero(ok):
-        draw_disc(canvas, body[i, :2], body_hw * 1.2, BODY_POINT_COLOURS[i])
+        strokes.append(Stroke(body[i : i + 1, :2], body_hw * 1.2, BODY_POINT_COLOURS[i]))
 
     if draw_hands:
         for part in (kp.LEFT_HAND, kp.RIGHT_HAND):
@@ -90,23 +91,25 @@ def render_skeleton(
             for finger, colour in zip(kp.HAND_FINGERS, FINGER_COLOURS, strict=True):
                 for a, b in zip(finger[:-1], finger[1:], strict=True):
                     if hok[a] and hok[b] and keep():
-                        draw_capsule(canvas, hand[a, :2], hand[b, :2], fine_hw, colour)
+                        strokes.append(Stroke(hand[[a, b], :2], fine_hw, colour))
             for i in np.flatnonzero(hok):
-                draw_disc(canvas, hand[i, :2], fine_hw, FINGER_COLOURS[max(0, i - 1) // 4])
+                strokes.append(Stroke(hand[i : i + 1, :2], fine_hw, FINGER_COLOURS[max(0, i - 1) // 4]))
 
     if draw_face:
-        _draw_face_contours(canvas, kp.face_points(kps), fine_hw, face_threshold, curves=False)
+        strokes += _face_contour_strokes(kp.face_points(kps), fine_hw, face_threshold)
+    draw_strokes(canvas, strokes)
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
 
 
-def _draw_face_contours(canvas, face: np.ndarray, half_width: float, threshold: float, *, curves: bool):
-    """White jaw, brows, nose, eyes and lips; a chain is split where a point is missing. Pupils as discs."""
+def _face_contour_strokes(face: np.ndarray, half_width: float, threshold: float) -> list[Stroke]:
+    """White jaw, brows, nose, eyes and lips as polylines; a chain is split where a point is missing.
+    Pupils as discs."""
     ok = kp.valid_mask(face, threshold)
-    draw = draw_curve if curves else draw_polyline
+    strokes = []
     for chain, closed in kp.FACE_CONTOURS:
         idx = np.asarray(chain)
         if ok[idx].all():
-            draw(canvas, face[idx, :2], half_width, FACE_COLOUR, closed=closed)
+            strokes.append(polyline_stroke(face[idx, :2], half_width, FACE_COLOUR, closed=closed))
             continue
         run: list[int] = []  # draw the valid runs of a partly missing chain
         for i in [*chain, -1]:
@@ -114,11 +117,12 @@ def _draw_face_contours(canvas, face: np.ndarray, half_width: float, threshold: 
                 run.append(i)
                 continue
             if len(run) >= 2:
-                draw(canvas, face[run, :2], half_width, FACE_COLOUR)
+                strokes.append(polyline_stroke(face[run, :2], half_width, FACE_COLOUR))
             run = []
     for p in (kp.R_PUPIL, kp.L_PUPIL):
         if ok[p]:
-            draw_disc(canvas, face[p, :2], half_width, FACE_COLOUR)
+            strokes.append(Stroke(face[p : p + 1, :2], half_width, FACE_COLOUR))
+    return strokes
 
 
 def upper_face_arc(face: np.ndarray, *, scale: float = 2.0 / 3.0) -> np.ndarray:
@@ -164,17 +168,17 @@ def render_face_edges(
     canvas = np.zeros((h, w, 1), np.float32)
     ok = kp.valid_mask(face, threshold)
     white = (255.0,)
+    strokes = []
     for chain, closed in kp.FACE_CONTOURS:
         idx = np.asarray(chain)
         pts = face[idx, :2]
         if not ok[idx].all():
             continue
-        if len(idx) >= 5:  # jaw, brows, nose bottom, lips: smooth curves
-            draw_curve(canvas, pts, half_width, white, closed=closed)
-        else:
-            draw_polyline(canvas, pts, half_width, white, closed=closed)
+        stroke = curve_stroke if len(idx) >= 5 else polyline_stroke  # jaw, brows, nose, lips: smooth
+        strokes.append(stroke(pts, half_width, white, closed=closed))
     if upper_arc and ok[:17].all():
-        draw_curve(canvas, upper_face_arc(face), half_width, white)
+        strokes.append(curve_stroke(upper_face_arc(face), half_width, white))
+    draw_strokes(canvas, strokes)
     return np.clip(np.rint(canvas[..., 0]), 0, 255).astype(np.uint8)
 
 
