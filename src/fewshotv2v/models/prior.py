@@ -142,8 +142,8 @@ def _border_anchors(h: int, w: int, per_side: int = 4) -> Tensor:
     return torch.cat([top, right, bottom, left])
 
 
-# Jaw points (iBUG 1..15 of 0..16) mirrored across the line through the jaw's ends (0, 16, about eye level):
-# an outline of the skull above the brows, where the landmarks stop and the forehead and hair begin.
+# Jaw points 2..14 (iBUG 0..16 is the jaw) mirrored across the line through the jaw's ends (0 and 16,
+# about eye level): an outline of the skull above the brows, where the landmarks stop and the hair begins.
 _JAW = list(range(17))
 _SKULL_FROM = list(range(2, 15))
 
@@ -152,7 +152,9 @@ def _skull_outline(drive_xy: Tensor, valid: Tensor, size: tuple[int, int], margi
     """(B, 13, 2) points on the top of the head in target pixels, and (B, 13) bool: usable.
 
     The jaw's reflection across its end-to-end line (eyes sit about halfway up a head, so the chin's
-    mirror image is about the top of the skull): these points move with the face's similarity, so the
+    mirror image is about the top of the skull; `semantics.rendering.upper_face_arc` is the same mirror,
+    shrunk to the forehead, for face edge maps; 2/3 or 1.2 of the height here measured the same on a
+    real talking head): these points move with the face's similarity, so the
     forehead and hair follow the head instead of staying with the still border. A point needs its jaw
     point and both ends, and must lie inside the grid by `margin` of its side (near the border it would
     fight the border anchors).
