@@ -65,10 +65,10 @@ def draw_strokes(canvas: np.ndarray, strokes: Sequence[Stroke]) -> None:
         members = np.flatnonzero(visible & (group == g))
         take = np.isin(seg_owner, members)
         a, b, who = pts[seg_a[take]], pts[seg_b[take]], seg_owner[take]
-        alpha = _distances(a, b, who, c0, r0, sizes[members].max(0))
+        dist = _distances(a, b, who, c0, r0, sizes[members].max(0))  # (T, hmax, wmax) per segment
         first = np.searchsorted(who, members)  # segments are grouped by stroke, in stroke order
-        alpha = np.minimum.reduceat(alpha, first, axis=0) if len(members) < len(who) else alpha
-        alpha = np.clip(radius[members].astype(np.float32)[:, None, None] + np.float32(0.5) - alpha, 0, 1)
+        dist = np.minimum.reduceat(dist, first, axis=0) if len(members) < len(who) else dist  # per stroke
+        alpha = np.clip(radius[members].astype(np.float32)[:, None, None] + np.float32(0.5) - dist, 0, 1)
         alphas.update(zip(members.tolist(), alpha, strict=True))
     colours = [np.asarray(strokes[i].colour, np.float32).reshape(1, 1, -1) for i in keep]
     for s in sorted(alphas):
