@@ -122,3 +122,53 @@ def test_astronaut_photo():
     assert det.mask is not None and det.mask.shape == (512, 512)
     assert det.mask[k[kp.NECK, 1].astype(int), k[kp.NECK, 0].astype(int)] > 0.5  # on the person
     assert det.mask[20, 480] < 0.5  # background, top right
+
+
+def _small_astronaut(side: int = 96, at=(560, 400)) -> tuple[np.ndarray, np.ndarray]:
+    """The astronaut shrunk to `side` px on a grey 768 x 576 frame (a street scene's walker size) and
+    where her nose lands, from a detection on the photo itself."""
+    data = pytest.importorskip("skimage.data")
+    from fewshotv2v.video import resize_image
+
+    photo = data.astronaut()
+    with get_backend("mediapipe", static_image_mode=True) as backend:
+        nose = backend.detect(photo)[0].keypoints[kp.NOSE, :2]
+    frame = np.full((576, 768, 3), 120, np.uint8)
+    frame[at[1] : at[1] + side, at[0] : at[0] + side] = resize_image(photo, side, side)
+    return frame, (nose + 0.5) * side / photo.shape[0] - 0.5 + np.asarray(at)
+
+
+def test_a_person_too_small_for_the_whole_frame_is_found_in_zoomed_crops(monkeypatch):
+    pytest.importorskip("mediapipe")
+    from fewshotv2v.semantics.backends import mediapipe_backend as mb
+
+    frame, nose = _small_astronaut()
+    with get_backend("mediapipe", static_image_mode=True, small_people=False) as backend:
+        assert backend.detect(frame) == []  # Holistic alone misses her
+    searched = []
+    real_tiles = mb.tiles
+    monkeypatch.setattr(mb, "tiles", lambda hw: searched.append(hw) or real_tiles(hw))
+    with get_backend("mediapipe") as backend:  # video mode: found once by the tiles, then tracked
+        for shift in range(0, 12, 3):
+            moved = np.roll(frame, shift, axis=1)
+            found = backend.detect(moved)
+            assert len(found) == 1
+            k = found[0].keypoints
+            assert np.abs(k[kp.NOSE, :2] - (nose + [shift, 0])).max() < 4  # in frame pixels
+            assert (k[k[:, 2] > 0, :2] >= 0).all()  # missing points are not moved off the origin
+            mask = found[0].mask
+            assert mask.shape == frame.shape[:2]
+            assert mask[int(nose[1]) + 12, int(nose[0]) + shift] > 0.5 and mask[50, 50] == 0
+    assert searched == [(576, 768)]  # one tile search; the next frames looked around her
+
+
+def test_tiles_cover_the_frame_half_overlapping():
+    from fewshotv2v.semantics.backends.mediapipe_backend import tiles
+
+    boxes = np.stack(tiles((576, 768)))
+    assert (boxes[:, 2] - boxes[:, 0] == 288).all() and (boxes[:, 3] - boxes[:, 1] == 288).all()
+    assert boxes[:, :2].min() == 0 and boxes[:, 2].max() == 768 and boxes[:, 3].max() == 576
+    covered = np.zeros((576, 768), int)
+    for x0, y0, x1, y1 in boxes.astype(int):
+        covered[y0:y1, x0:x1] += 1
+    assert covered.min() >= 1 and len(boxes) == 15  # x at 0, 144, 288, 432, 480; y at 0, 144, 288

@@ -156,8 +156,12 @@ class MediaPipeBackend(Backend):
         segmentation: bool = True,
         refine_face_landmarks: bool = True,
         min_visibility: float = 0.5,
+        small_people: bool = True,
     ) -> None:
         self._mp = require("mediapipe", "pose")
+        # Holistic misses people much smaller than the frame (a street scene: 70 px walkers in 768 x 576).
+        # When the whole frame gives nobody, `SmallPersonSearch` looks in zoomed crops.
+        self._small = SmallPersonSearch(self) if small_people else None
         self._segmentation = segmentation
         self._min_visibility = min_visibility
         self._options = dict(
@@ -186,8 +190,15 @@ class MediaPipeBackend(Backend):
             raise
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        """``image`` uint8 RGB ``(H, W, 3)`` -> zero or one :class:`Detection`."""
+        """``image`` uint8 RGB ``(H, W, 3)`` -> zero or one :class:`Detection` (the whole frame first, then,
+        with ``small_people``, zoomed crops: see `SmallPersonSearch`)."""
         img = check_image(image)
+        found = self._detect_whole(img)
+        if self._small is None:
+            return found
+        return self._small.found_whole(found) if found else self._small.search(img)
+
+    def _detect_whole(self, img: np.ndarray) -> list[Detection]:
         if self._holistic is None:
             raise RuntimeError("this MediaPipeBackend was closed")
         hw = img.shape[:2]
@@ -212,6 +223,8 @@ class MediaPipeBackend(Backend):
         return [Detection(kps, mask=mask, score=score)]
 
     def close(self) -> None:
+        if getattr(self, "_small", None) is not None:
+            self._small.close()
         if self._holistic is not None:
             holistic, self._holistic = self._holistic, None
             with contextlib.suppress(RuntimeError):  # a graph that already failed raises its error again
@@ -222,3 +235,101 @@ class MediaPipeBackend(Backend):
         quiet = getattr(self, "_quiet", None)
         if quiet is not None:
             quiet.close()
+
+
+class SmallPersonSearch:
+    """Zoomed detection of a person too small for Holistic in the whole frame.
+
+    While it tracks one, each frame looks in a square around the last detection (twice its size,
+    `ROI_GROW`), resized to `CROP` pixels; when that fails, or nobody was tracked, every `SEARCH_EVERY`-th
+    such frame searches overlapping tiles (side half the frame's shorter side, half-overlapping) and keeps
+    the tallest person found (people stand; a flat object mistaken for one is wide). The crops run on a
+    second, still-image Holistic (crops of varying boxes are unrelated images to it); keypoints and mask
+    come back in frame pixels. A person the whole frame finds again ends the search.
+    """
+
+    CROP = 384  # side of the square the crops are resized to
+    ROI_GROW = 2.0  # the tracked square: this many times the detection's longer side
+    MIN_ROI = 96  # frame pixels
+    SEARCH_EVERY = 10  # frames between tile searches while nobody is found
+
+    def __init__(self, owner: MediaPipeBackend):
+        self._owner = owner
+        self._crops: MediaPipeBackend | None = None  # made on first use
+        self._roi: np.ndarray | None = None  # (4,) square box in frame pixels
+        self._since_search: int | None = None  # frames since the last tile search (None: never)
+
+    def found_whole(self, found: list[Detection]) -> list[Detection]:
+        self._roi, self._since_search = None, None
+        return found
+
+    def search(self, img: np.ndarray) -> list[Detection]:
+        if self._roi is not None:
+            det = self._detect_in(img, self._roi)
+            if det is not None:
+                return [self._track(det)]
+            self._roi = None
+        if self._since_search is not None and self._since_search < self.SEARCH_EVERY - 1:
+            self._since_search += 1
+            return []
+        self._since_search = 0
+        found = [d for d in (self._detect_in(img, box) for box in tiles(img.shape[:2])) if d is not None]
+        if not found:
+            return []
+        return [self._track(max(found, key=lambda d: float(d.bbox[3] - d.bbox[1])))]
+
+    def _track(self, det: Detection) -> Detection:
+        x0, y0, x1, y1 = (float(v) for v in det.bbox)
+        side = max(self.MIN_ROI, self.ROI_GROW * max(x1 - x0, y1 - y0))
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        self._roi = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float32)
+        return det
+
+    def _detect_in(self, img: np.ndarray, box: np.ndarray) -> Detection | None:
+        """Holistic on `box` of `img` resized to CROP x CROP; the detection in frame pixels, or None."""
+        from fewshotv2v.semantics.crops import crop_image, untransform_keypoints
+
+        if self._crops is None:
+            options = dict(self._owner._options)
+            self._crops = MediaPipeBackend(
+                static_image_mode=True,
+                min_detection_confidence=options["min_detection_confidence"],
+                min_tracking_confidence=options["min_tracking_confidence"],
+                segmentation=self._owner._segmentation,
+                refine_face_landmarks=options["refine_face_landmarks"],
+                min_visibility=self._owner._min_visibility,
+                small_people=False,
+            )
+        size = (self.CROP, self.CROP)
+        found = self._crops.detect(crop_image(img, box, size))
+        if not found:
+            return None
+        det = found[0]
+        kps = untransform_keypoints(det.keypoints, box, size)
+        kps[det.keypoints[:, 2] <= 0] = 0  # missing points stay missing (at 0, 0)
+        mask = None
+        if det.mask is not None:  # the crop's mask laid back on the frame (zero outside the crop)
+            x0, y0, x1, y1 = (float(v) for v in box)
+            s = self.CROP / (x1 - x0)
+            h, w = img.shape[:2]
+            frame_in_crop = np.array([-x0 * s, -y0 * s, (w - x0) * s, (h - y0) * s], np.float32)
+            mask = crop_image(det.mask, frame_in_crop, (h, w))
+        return Detection(kps, mask=mask, score=det.score)
+
+    def close(self) -> None:
+        if self._crops is not None:
+            crops, self._crops = self._crops, None
+            crops.close()
+
+
+def tiles(hw: tuple[int, int]) -> list[np.ndarray]:
+    """Square, half-overlapping boxes `(4,)` covering a frame of size `hw`, side half its shorter side."""
+    h, w = hw
+    side = max(1, min(h, w) // 2)
+    step = max(1, side // 2)
+
+    def starts(n: int) -> list[int]:
+        last = max(0, n - side)
+        return sorted({*range(0, last + 1, step), last})
+
+    return [np.array([x, y, x + side, y + side], np.float32) for y in starts(h) for x in starts(w)]
