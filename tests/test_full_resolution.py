@@ -297,6 +297,24 @@ def test_a_driver_walking_across_stays_inside_the_canvas_and_keep_centered_stays
     assert pipe.last_stats.frames_empty == 0
 
 
+def test_a_body_taller_than_the_canvas_keeps_its_head_in_and_loses_its_feet():
+    from fewshotv2v.inference.framing import keep_inside
+    from fewshotv2v.semantics import keypoints as kp
+
+    _, kps, _ = _photo((400, 160))  # a standing person about 360 px tall
+    hw = (200, 160)  # a canvas half as tall (a crouching reference's photo)
+    kc, shift = keep_inside(kps, hw)
+    head_top = 2 * kc[kp.NOSE, 1] - kc[kp.NECK, 1]
+    assert 0 <= head_top < 0.05 * hw[0]  # the head just inside the top edge
+    assert kc[kp.R_ANKLE, 1] > hw[0]  # the feet below the bottom
+    # a person who fits but whose head is above the top edge comes down by the head, not by the eyes
+    small = kps.copy()
+    small[:, :2] = kps[:, :2] * 0.4
+    small[:, 1] -= 2 * small[kp.NOSE, 1] - small[kp.NECK, 1] + 10  # head top 10 px above the canvas
+    kc, _ = keep_inside(small, hw)
+    assert 2 * kc[kp.NOSE, 1] - kc[kp.NECK, 1] >= 0.02 * hw[0] - 1e-3
+
+
 def test_synthesize_keeps_frame_count_and_writes_the_photo_resolution(tmp_path, one_thread):
     from fewshotv2v.video import probe
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from fewshotv2v.models.composite import composite, fill_background, over_background
 from fewshotv2v.modes import get_mode
+from fewshotv2v.semantics import keypoints as kp
 from fewshotv2v.semantics.crops import box_transform, crop_image, transform_keypoints
 from fewshotv2v.semantics.label_maps import build_label_map
 
@@ -91,21 +92,30 @@ def keep_inside(
     kps: np.ndarray, hw: tuple[int, int], margin: float = 0.02, *, only: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shift keypoints `(137, 3)` so the box of the present ones stays inside the canvas (a `margin`
-    fraction from the edges); a body larger than the canvas is centred. `only (137,)` bool: the points
-    that count (those the reference photo shows: a half-body photo's missing legs may leave the canvas).
-    Returns (keypoints, shift (2,))."""
+    fraction from the edges), the head's top included (it lies above the eyes and ears: one nose-to-neck
+    distance above the nose). A body wider than the canvas is centred; one taller than it keeps its head
+    in and lets its feet leave at the bottom (a standing driver on a crouching or cropped reference: the
+    face matters more than the shoes). `only (137,)` bool: the points that count (those the reference
+    photo shows: a half-body photo's missing legs may leave the canvas). Returns (keypoints, shift (2,))."""
     ok = (kps[:, 2] > 0) & (only if only is not None else True)
     shifts = np.zeros(2, np.float32)
     if not ok.any():
         return kps, shifts
     out = kps.copy()
+    top = float(kps[ok, 1].min())
+    if kps[kp.NOSE, 2] > 0 and kps[kp.NECK, 2] > 0:  # the top of the head
+        top = min(top, float(2 * kps[kp.NOSE, 1] - kps[kp.NECK, 1]))
     for axis, limit in ((0, hw[1]), (1, hw[0])):
         lo, hi = float(kps[ok, axis].min()), float(kps[ok, axis].max())
+        if axis == 1:
+            lo = top
         pad = margin * limit
-        if hi - lo > limit - 2 * pad:
-            shift = (limit - 1) / 2 - (lo + hi) / 2
-        else:
+        if hi - lo <= limit - 2 * pad:
             shift = max(0.0, pad - lo) - max(0.0, hi - (limit - 1 - pad))
+        elif axis == 1:
+            shift = pad - lo  # too tall: the head stays in
+        else:
+            shift = (limit - 1) / 2 - (lo + hi) / 2
         out[kps[:, 2] > 0, axis] += shift
         shifts[axis] = shift
     return out, shifts
