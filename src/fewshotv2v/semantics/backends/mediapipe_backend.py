@@ -193,6 +193,10 @@ class MediaPipeBackend(Backend):
         """``image`` uint8 RGB ``(H, W, 3)`` -> zero or one :class:`Detection` (the whole frame first, then,
         with ``small_people``, zoomed crops: see `SmallPersonSearch`)."""
         img = check_image(image)
+        if self._small is not None and self._small.tracking:  # a small person: look where they were
+            found = self._small.follow(img)
+            if found:
+                return found
         found = self._detect_whole(img)
         if self._small is None:
             return found
@@ -240,12 +244,15 @@ class MediaPipeBackend(Backend):
 class SmallPersonSearch:
     """Zoomed detection of a person too small for Holistic in the whole frame.
 
-    While it tracks one, each frame looks in a square around the last detection (twice its size,
-    `ROI_GROW`), resized to `CROP` pixels; when that fails, or nobody was tracked, every `SEARCH_EVERY`-th
-    such frame searches overlapping tiles (side half the frame's shorter side, half-overlapping) and keeps
-    the tallest person found (people stand; a flat object mistaken for one is wide). The crops run on a
-    second, still-image Holistic (crops of varying boxes are unrelated images to it); keypoints and mask
-    come back in frame pixels. A person the whole frame finds again ends the search.
+    While it follows one, each frame first looks in a square around the last detection (twice its size,
+    `ROI_GROW`), resized to `CROP` pixels, before the whole frame (so the backend keeps to one person, as
+    `PersonTracker` expects, and a frame costs one detection). When that fails and the whole frame finds
+    nobody either, overlapping tiles are searched (side half the frame's shorter side, half-overlapping):
+    at once, then every `SEARCH_EVERY`-th frame while nobody is found. Of the people in the tiles it keeps
+    the one nearest to where the followed one was lost, else the tallest (people stand; a flat object
+    mistaken for one is wide). The crops run on a second, still-image Holistic (crops of varying boxes
+    are unrelated images to it); keypoints and mask come back in frame pixels. A person the whole frame
+    finds (when no small one is followed) ends the search.
     """
 
     CROP = 384  # side of the square the crops are resized to
@@ -257,18 +264,27 @@ class SmallPersonSearch:
         self._owner = owner
         self._crops: MediaPipeBackend | None = None  # made on first use
         self._roi: np.ndarray | None = None  # (4,) square box in frame pixels
+        self._lost: np.ndarray | None = None  # the square of a person just lost
         self._since_search: int | None = None  # frames since the last tile search (None: never)
 
     def found_whole(self, found: list[Detection]) -> list[Detection]:
-        self._roi, self._since_search = None, None
+        self._roi = self._lost = self._since_search = None
         return found
 
+    @property
+    def tracking(self) -> bool:
+        return self._roi is not None
+
+    def follow(self, img: np.ndarray) -> list[Detection]:
+        """The followed person in the square around their last place, or [] (and no longer followed)."""
+        det = self._detect_in(img, self._roi)
+        if det is None:  # lost (hidden, or moved fast): search the tiles at once, not in SEARCH_EVERY frames
+            self._lost, self._roi, self._since_search = self._roi, None, None
+            return []
+        return [self._track(det)]
+
     def search(self, img: np.ndarray) -> list[Detection]:
-        if self._roi is not None:
-            det = self._detect_in(img, self._roi)
-            if det is not None:
-                return [self._track(det)]
-            self._roi = None
+        """The tallest person in the tiles (every `SEARCH_EVERY`-th call while nobody is found), or []."""
         if self._since_search is not None and self._since_search < self.SEARCH_EVERY - 1:
             self._since_search += 1
             return []
@@ -276,7 +292,19 @@ class SmallPersonSearch:
         found = [d for d in (self._detect_in(img, box) for box in tiles(img.shape[:2])) if d is not None]
         if not found:
             return []
-        return [self._track(max(found, key=lambda d: float(d.bbox[3] - d.bbox[1])))]
+        return [self._track(self._pick(found))]
+
+    def _pick(self, found: list[Detection]) -> Detection:
+        """The person nearest to where the followed one was lost (within the square it was followed in),
+        else the tallest."""
+        lost, self._lost = self._lost, None
+        if lost is not None:
+            centre, side = (lost[:2] + lost[2:]) / 2, float(lost[2] - lost[0])
+            near = [(float(np.abs((d.bbox[:2] + d.bbox[2:]) / 2 - centre).max()), d) for d in found]
+            near = [(dist, d) for dist, d in near if dist <= side]
+            if near:
+                return min(near, key=lambda pair: pair[0])[1]
+        return max(found, key=lambda d: float(d.bbox[3] - d.bbox[1]))
 
     def _track(self, det: Detection) -> Detection:
         x0, y0, x1, y1 = (float(v) for v in det.bbox)
