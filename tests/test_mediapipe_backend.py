@@ -172,3 +172,19 @@ def test_tiles_cover_the_frame_half_overlapping():
     for x0, y0, x1, y1 in boxes.astype(int):
         covered[y0:y1, x0:x1] += 1
     assert covered.min() >= 1 and len(boxes) == 15  # x at 0, 144, 288, 432, 480; y at 0, 144, 288
+
+
+def test_after_losing_someone_the_search_takes_the_person_nearest_to_where_they_were():
+    from fewshotv2v.semantics.backends.mediapipe_backend import SmallPersonSearch
+
+    def person(x0, y0, x1, y1):
+        return Detection(kp.empty(), bbox=np.array([x0, y0, x1, y1], np.float32))
+
+    near, tall = person(110, 100, 140, 170), person(600, 50, 640, 250)
+    search = SmallPersonSearch(owner=None)  # _pick needs no detector
+    search._lost = np.array([90, 90, 170, 170], np.float32)  # the square the lost person was followed in
+    assert search._pick([tall, near]) is near
+    assert search._lost is None  # used once
+    assert search._pick([tall, near]) is tall  # nobody lost: the tallest
+    search._lost = np.array([90, 90, 170, 170], np.float32)
+    assert search._pick([tall]) is tall  # nobody near where they were: the tallest
