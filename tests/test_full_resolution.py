@@ -57,6 +57,20 @@ def test_fill_background_keeps_known_pixels_and_fills_the_hole_from_around_it():
     assert torch.allclose(filled[:, :, 14:18, 14:18], image[:, :, :1, :1].expand(1, 3, 4, 4), atol=0.05)
 
 
+def test_the_opening_removes_slivers_of_the_warped_mask_and_keeps_the_body():
+    """Folds of the flow beside a limb sample the mask's edge again as a thin sliver (a contour drawn
+    round the limb); the opening at full resolution takes it away and leaves the limb as it was."""
+    from fewshotv2v.inference.framing import opened
+
+    mask = torch.zeros(1, 1, 40, 40)
+    mask[:, :, 5:35, 10:18] = 1.0  # a leg 8 px wide
+    mask[:, :, 5:35, 21:23] = 0.8  # a sliver 2 px wide beside it
+    out = opened(mask, 1)
+    assert out[:, :, 5:35, 21:23].max() == 0  # the sliver is gone
+    torch.testing.assert_close(out[:, :, :, :20], mask[:, :, :, :20])  # the leg is untouched
+    assert (out <= mask).all()
+
+
 def _dilated(mask, r):
     return torch.nn.functional.max_pool2d(mask, 2 * r + 1, stride=1, padding=r)
 

@@ -134,6 +134,13 @@ def _crop_tensor(t: torch.Tensor, box: np.ndarray) -> torch.Tensor:
     return F.pad(part, pads, mode="replicate") if any(pads) else part
 
 
+def opened(mask: torch.Tensor, r: int) -> torch.Tensor:
+    """`mask (B, 1, H, W)` eroded, then dilated, by `r` pixels (a morphological opening): what is thinner
+    than 2r + 1 pixels goes, the rest keeps its shape (never above the input)."""
+    k = 2 * r + 1
+    return F.max_pool2d(-F.max_pool2d(-mask, k, stride=1, padding=r), k, stride=1, padding=r)
+
+
 @functools.lru_cache(maxsize=8)  # per box size: the pose box keeps its size, the face box is fixed
 def _feather(hw: tuple[int, int], fraction: float, device) -> torch.Tensor:
     """`(1, 1, h, w)` weights: 1 inside, a linear ramp to 0 over `fraction` of the side at the edges."""
@@ -272,6 +279,11 @@ class Composer:
             coverage = out.coverage
             if coverage is not None:
                 coverage = F.interpolate(coverage.float(), size=box_hw, mode="bilinear", align_corners=False)
+            # Where the blended part transforms fold the flow over beside a limb, the reference's mask
+            # edge is sampled a second time: slivers about one model pixel wide that showed as thin
+            # contours round a moved leg or arm. An opening of that width removes them.
+            r = max(1, round(0.5 * box_hw[0] / h))
+            sampled = torch.cat([sampled[:, :3], opened(sampled[:, 3:], r)], dim=1)
             base = over_background(sampled, backdrop, coverage)[0]
         else:
             base = sampled
