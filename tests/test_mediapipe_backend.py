@@ -188,3 +188,15 @@ def test_after_losing_someone_the_search_takes_the_person_nearest_to_where_they_
     assert search._pick([tall, near]) is tall  # nobody lost: the tallest
     search._lost = np.array([90, 90, 170, 170], np.float32)
     assert search._pick([tall]) is tall  # nobody near where they were: the tallest
+
+
+def test_still_images_are_searched_each_and_nobody_is_followed_into_the_next():
+    pytest.importorskip("mediapipe")
+    frame, nose = _small_astronaut()
+    elsewhere, nose2 = _small_astronaut(at=(40, 60))
+    with get_backend("mediapipe", static_image_mode=True) as backend:
+        for image, where in ((frame, nose), (elsewhere, nose2), (frame, nose)):
+            found = backend.detect(image)
+            assert len(found) == 1
+            assert np.abs(found[0].keypoints[kp.NOSE, :2] - where).max() < 4
+        assert not backend._small.tracking

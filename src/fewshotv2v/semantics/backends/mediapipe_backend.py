@@ -252,7 +252,8 @@ class SmallPersonSearch:
     the one nearest to where the followed one was lost, else the tallest (people stand; a flat object
     mistaken for one is wide). The crops run on a second, still-image Holistic (crops of varying boxes
     are unrelated images to it); keypoints and mask come back in frame pixels. A person the whole frame
-    finds (when no small one is followed) ends the search.
+    finds (when no small one is followed) ends the search. With `static_image_mode` (unrelated photos)
+    nobody is followed from one image into the next and every image that needs it is searched.
     """
 
     CROP = 384  # side of the square the crops are resized to
@@ -285,6 +286,8 @@ class SmallPersonSearch:
 
     def search(self, img: np.ndarray) -> list[Detection]:
         """The tallest person in the tiles (every `SEARCH_EVERY`-th call while nobody is found), or []."""
+        if self._owner._options["static_image_mode"]:
+            self._since_search = None  # every image is searched: unrelated images, nothing to save
         if self._since_search is not None and self._since_search < self.SEARCH_EVERY - 1:
             self._since_search += 1
             return []
@@ -307,6 +310,9 @@ class SmallPersonSearch:
         return max(found, key=lambda d: float(d.bbox[3] - d.bbox[1]))
 
     def _track(self, det: Detection) -> Detection:
+        if self._owner._options["static_image_mode"]:  # unrelated images: nobody to follow into the next
+            self._since_search = None
+            return det
         x0, y0, x1, y1 = (float(v) for v in det.bbox)
         side = max(self.MIN_ROI, self.ROI_GROW * max(x1 - x0, y1 - y0))
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
