@@ -181,7 +181,7 @@ def test_after_losing_someone_the_search_takes_the_person_nearest_to_where_they_
         return Detection(kp.empty(), bbox=np.array([x0, y0, x1, y1], np.float32))
 
     near, tall = person(110, 100, 140, 170), person(600, 50, 640, 250)
-    search = SmallPersonSearch(owner=None)  # _pick needs no detector
+    search = SmallPersonSearch(make_detector=None)  # _pick needs no detector
     search._lost = np.array([90, 90, 170, 170], np.float32)  # the square the lost person was followed in
     assert search._pick([tall, near]) is near
     assert search._lost is None  # used once

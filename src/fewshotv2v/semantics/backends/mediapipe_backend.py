@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -160,8 +161,21 @@ class MediaPipeBackend(Backend):
     ) -> None:
         self._mp = require("mediapipe", "pose")
         # Holistic misses people much smaller than the frame (a street scene: 70 px walkers in 768 x 576).
-        # When the whole frame gives nobody, `SmallPersonSearch` looks in zoomed crops.
-        self._small = SmallPersonSearch(self) if small_people else None
+        # When the whole frame gives nobody, `SmallPersonSearch` looks in zoomed crops, with a still-image
+        # Holistic of the same settings.
+        self._small = None
+        if small_people:
+            same = dict(
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
+                segmentation=segmentation,
+                refine_face_landmarks=refine_face_landmarks,
+                min_visibility=min_visibility,
+            )
+            self._small = SmallPersonSearch(
+                lambda: MediaPipeBackend(static_image_mode=True, small_people=False, **same),
+                still=static_image_mode,
+            )
         self._segmentation = segmentation
         self._min_visibility = min_visibility
         self._options = dict(
@@ -261,9 +275,11 @@ class SmallPersonSearch:
     MIN_ROI = 96  # frame pixels
     SEARCH_EVERY = 10  # frames between tile searches while nobody is found
 
-    def __init__(self, owner: MediaPipeBackend):
-        self._owner = owner
-        self._crops: MediaPipeBackend | None = None  # made on first use
+    def __init__(self, make_detector: Callable[[], Backend], *, still: bool = False):
+        """`make_detector`: the still-image detector the crops run on (made on first use); `still`: the
+        images are unrelated photos (nobody followed, every image searched)."""
+        self._make_detector, self._still = make_detector, still
+        self._crops: Backend | None = None
         self._roi: np.ndarray | None = None  # (4,) square box in frame pixels
         self._lost: np.ndarray | None = None  # the square of a person just lost
         self._since_search: int | None = None  # frames since the last tile search (None: never)
@@ -285,10 +301,8 @@ class SmallPersonSearch:
         return [self._track(det)]
 
     def search(self, img: np.ndarray) -> list[Detection]:
-        """The tallest person in the tiles (every `SEARCH_EVERY`-th call while nobody is found), or []."""
-        if self._owner._options["static_image_mode"]:
-            self._since_search = None  # every image is searched: unrelated images, nothing to save
-        if self._since_search is not None and self._since_search < self.SEARCH_EVERY - 1:
+        """A person in the tiles (see `_pick`; every `SEARCH_EVERY`-th call while nobody is found), or []."""
+        if not self._still and self._since_search is not None and self._since_search < self.SEARCH_EVERY - 1:
             self._since_search += 1
             return []
         self._since_search = 0
@@ -310,8 +324,7 @@ class SmallPersonSearch:
         return max(found, key=lambda d: float(d.bbox[3] - d.bbox[1]))
 
     def _track(self, det: Detection) -> Detection:
-        if self._owner._options["static_image_mode"]:  # unrelated images: nobody to follow into the next
-            self._since_search = None
+        if self._still:  # unrelated images: nobody to follow into the next
             return det
         x0, y0, x1, y1 = (float(v) for v in det.bbox)
         side = max(self.MIN_ROI, self.ROI_GROW * max(x1 - x0, y1 - y0))
@@ -324,16 +337,7 @@ class SmallPersonSearch:
         from fewshotv2v.semantics.crops import crop_image, untransform_keypoints
 
         if self._crops is None:
-            options = dict(self._owner._options)
-            self._crops = MediaPipeBackend(
-                static_image_mode=True,
-                min_detection_confidence=options["min_detection_confidence"],
-                min_tracking_confidence=options["min_tracking_confidence"],
-                segmentation=self._owner._segmentation,
-                refine_face_landmarks=options["refine_face_landmarks"],
-                min_visibility=self._owner._min_visibility,
-                small_people=False,
-            )
+            self._crops = self._make_detector()
         size = (self.CROP, self.CROP)
         found = self._crops.detect(crop_image(img, box, size))
         if not found:
