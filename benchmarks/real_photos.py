@@ -353,7 +353,7 @@ def run_speed(models: list[str], frames: int, size: int) -> dict:
         list(pipe.stream([photo] * frames, keypoints=drive))
         per_frame = (time.perf_counter() - t0) / frames
         composer, ref = pipe._composer, torch.from_numpy(pipe.references[0].keypoints)[None]
-        targets = [composer.target(k, None) for k in drive]
+        targets = [composer.placement(k, None) for k in drive]
         t0 = time.perf_counter()
         for target in targets:
             transform = torch.from_numpy(target.transforms[:1]) if target.transforms is not None else None

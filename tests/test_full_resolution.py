@@ -258,15 +258,15 @@ def test_output_is_the_photo_at_its_own_resolution_and_the_same_pose_gives_the_p
 def test_keypoint_warp_gets_no_label_maps_drawn_and_the_same_frames(one_thread, monkeypatch):
     """keypoint-warp reads only the keypoints: the producer skips the skeleton drawing (the costliest
     part of it), the frames are those with the maps drawn, and --side-by-side still shows them."""
-    from fewshotv2v.inference import framing
+    from fewshotv2v.inference import placement
 
     image, kps, mask = _photo()
     drive = [kps, _photo(pose=Pose(r_arm=1.0, r_elbow=1.2))[1], kps]
     pipe = _pipeline()
     pipe.set_references([image], keypoints=[kps], masks=[mask])
     drawn = []
-    real = framing.build_label_map
-    monkeypatch.setattr(framing, "build_label_map", lambda *a, **k: drawn.append(1) or real(*a, **k))
+    real = placement.build_label_map
+    monkeypatch.setattr(placement, "build_label_map", lambda *a, **k: drawn.append(1) or real(*a, **k))
     frames = list(pipe.stream([image] * 3, keypoints=drive))
     assert drawn == []
     side = list(pipe.stream([image] * 3, keypoints=drive, side_by_side=True))
@@ -287,7 +287,7 @@ def test_size_caps_the_long_side_and_huge_sizes_are_refused():
 
 
 def test_a_driver_walking_across_stays_inside_the_canvas_and_keep_centered_stays_put(one_thread):
-    from fewshotv2v.inference.framing import keep_inside
+    from fewshotv2v.inference.placement import keep_inside
 
     image, kps, mask = _photo((160, 160))
     drive = []
@@ -298,21 +298,21 @@ def test_a_driver_walking_across_stays_inside_the_canvas_and_keep_centered_stays
     for keep_centered in (False, True):
         pipe = _pipeline(keep_centered=keep_centered)
         pipe.set_references([image], keypoints=[kps], masks=[mask])
-        composer = pipe._composer
-        composer.retarget.reset()
-        boxes = [composer.target(k, None).box for k in drive]
+        place = pipe._composer.placement
+        place.reset()
+        boxes = [place(k, None).box for k in drive]
         xs = [b[0] for b in boxes]
         if keep_centered:
             assert max(xs) - min(xs) <= 1
         else:
             assert xs[1] > xs[0] and xs[-1] == xs[-2]  # followed, then held at the edge
-        kc, _ = keep_inside(composer.retarget(drive[-1]), composer.canvas_hw)
+        kc, _ = keep_inside(place.retarget(drive[-1]), place.canvas_hw)
         assert kc[kc[:, 2] > 0, 0].max() <= 160
     assert pipe.last_stats.frames_empty == 0
 
 
 def test_a_body_taller_than_the_canvas_keeps_its_head_in_and_loses_its_feet():
-    from fewshotv2v.inference.framing import keep_inside
+    from fewshotv2v.inference.placement import keep_inside
     from fewshotv2v.semantics import keypoints as kp
 
     _, kps, _ = _photo((400, 160))  # a standing person about 360 px tall
@@ -363,7 +363,7 @@ def test_face_result_is_pasted_back_into_the_whole_photo(one_thread):
 
 
 def test_the_face_crop_at_full_resolution_leaves_the_head_room_to_move():
-    from fewshotv2v.inference.framing import FACE_FRAME_GROW
+    from fewshotv2v.inference.placement import FACE_FRAME_GROW
     from fewshotv2v.semantics.crops import face_crop_box
 
     image, kps, _ = render_person(make_identity(2), Pose(), (200, 200), framing="face")
@@ -446,3 +446,47 @@ def test_shipped_models_resolve_offline_and_fit_the_wheel_budget(monkeypatch):
     assets = files("fewshotv2v") / "assets"
     total = sum(p.stat().st_size for p in Path(str(assets)).rglob("*.safetensors"))
     assert total <= 25 * 10**6, total
+
+
+def _walker_video(path, n=8, hw=(128, 96)):
+    from fewshotv2v.video import write_test_video
+
+    drive = [render_person(make_identity(1), p, hw) for p in motion("walk", n, seed=0)]
+    write_test_video(path, [d[0] for d in drive], 10.0)
+    return path, [d[1] for d in drive]
+
+
+def test_a_producer_process_places_the_frames_as_a_thread_does(tmp_path, one_thread):
+    """At full resolution the producer also places each frame on the canvas (`Placement`, with its
+    retargeting state): pickled into a process, it gives the same frames."""
+    image, kps, mask = _photo((128, 96))
+    video, drive_kps = _walker_video(tmp_path / "walk.mp4")
+    frames = {}
+    for producer in ("thread", "process"):
+        pipe = _pipeline(producer=producer)
+        pipe.set_references([image], keypoints=[kps], masks=[mask])
+        frames[producer] = list(pipe.stream(video, keypoints=drive_kps))
+        assert pipe.last_producer == producer
+    assert len(frames["thread"]) == 8
+    for a, b in zip(frames["thread"], frames["process"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_mediapipe_detects_in_a_producer_process_as_in_a_thread(tmp_path):
+    """The detector is made in the child by name; its keypoints (and so the frames) are those of the
+    detector in a thread."""
+    pytest.importorskip("mediapipe")
+    from fewshotv2v.pipeline import Pipeline
+
+    image, kps, mask = _photo((256, 192))
+    video, _ = _walker_video(tmp_path / "walk.mp4", n=6, hw=(256, 192))
+    model = _pipeline().generator
+    frames = {}
+    for producer in ("thread", "process"):
+        pipe = Pipeline(model, backend="mediapipe", device="cpu", producer=producer)
+        pipe.set_references([image], keypoints=[kps], masks=[mask])
+        frames[producer] = list(pipe.stream(video))
+        assert pipe.last_producer == producer and pipe.last_stats.frames_without_person == 0
+    for a, b in zip(frames["thread"], frames["process"], strict=True):
+        np.testing.assert_array_equal(a, b)

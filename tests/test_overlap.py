@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 import traceback
 
 import pytest
 
 from fewshotv2v.errors import InputError
-from fewshotv2v.inference.overlap import BackgroundWriter, prefetch
+from fewshotv2v.inference.overlap import BackgroundWriter, ProducerError, prefetch, prefetch_process
 
 
 def _threads(prefix: str = "fsv2v-") -> list[str]:
@@ -185,3 +187,87 @@ def test_abort_drops_queued_items_and_stops_the_thread():
     assert _threads() == []
     with pytest.raises(RuntimeError, match="after close"):
         writer.write(5)
+
+
+# ---- a producer process ----------------------------------------------------------------------------------
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_process_keeps_order_runs_elsewhere_and_library_prints_do_not_corrupt_it(capfd):
+    import child_jobs
+
+    items = list(prefetch_process(child_jobs.count, (40, True), depth=3))
+    assert [i for i, _, _ in items] == list(range(40))
+    pid, session = items[0][1], items[0][2]
+    assert pid != os.getpid() and _gone(pid)
+    assert session != os.getsid(0)  # its own session: Ctrl-C in the terminal reaches only the caller
+    assert "a library printing to stdout" in capfd.readouterr().err
+    assert _threads() == []
+
+
+def test_process_error_comes_back_with_its_type_message_and_the_childs_traceback():
+    import child_jobs
+
+    got = []
+    with pytest.raises(InputError, match="bad frame 3") as info:
+        for item in prefetch_process(child_jobs.fail_after, (3,)):
+            got.append(item)
+    assert got == [0, 1, 2]
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "in the producer process" in notes and "fail_after" in notes
+
+
+def test_an_exception_that_does_not_unpickle_arrives_as_a_runtime_error_with_its_text():
+    import child_jobs
+
+    with pytest.raises(RuntimeError, match="Unpicklable: custom failure at 2"):
+        list(prefetch_process(child_jobs.fail_after, (2, "custom")))
+
+
+def test_a_child_that_dies_is_a_producer_error_after_the_items_it_made():
+    import child_jobs
+
+    got = []
+    with pytest.raises(ProducerError, match="exit code 7"):
+        for item in prefetch_process(child_jobs.die_after, (4, 7)):
+            got.append(item)
+    assert got == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("how", ["close", "ctrl-c"])
+def test_stopping_early_ends_the_process_and_the_reader(how):
+    import child_jobs
+
+    stream = prefetch_process(child_jobs.endless, (), depth=2)
+    _, pid, _ = next(stream)
+    if how == "close":
+        stream.close()
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            stream.throw(KeyboardInterrupt())
+    assert _gone(pid) and _threads() == []
+
+
+def test_process_runs_only_a_bounded_way_ahead(tmp_path):
+    import child_jobs
+
+    made = tmp_path / "made"
+    stream = prefetch_process(child_jobs.endless, (str(made), 200_000), depth=2)  # items > a pipe's buffer
+    next(stream)
+    time.sleep(1.0)  # give the producer every chance to run ahead
+    # 1 taken + 2 in the queue + 1 in the reader's hand + 1 being written to the pipe + 1 being made
+    assert 2 <= int(made.read_text()) <= 6
+    assert [next(stream)[0] for _ in range(3)] == [1, 2, 3]  # in order, none lost
+    stream.close()
+
+
+def test_process_rejects_a_zero_depth():
+    import child_jobs
+
+    with pytest.raises(ValueError, match="depth"):
+        prefetch_process(child_jobs.count, (1,), depth=0)

@@ -15,6 +15,13 @@ def _stage_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("fsv2v-")]
 
 
+def _child_processes() -> list[int]:
+    """Processes this one started and has not reaped (Linux; empty elsewhere)."""
+    from pathlib import Path
+
+    return [int(pid) for f in Path("/proc/self/task").glob("*/children") for pid in f.read_text().split()]
+
+
 def _pipe(model_dir, backend="none", prefetch=2):
     from fewshotv2v import Pipeline
 
@@ -115,8 +122,10 @@ def test_writer_error_propagates_and_removes_the_temp_file(model_dir, drive, tmp
     assert list(tmp_path.iterdir()) == [] and _stage_threads() == []
 
 
-def test_ctrl_c_in_the_consumer_leaves_no_thread_and_no_file(model_dir, drive, tmp_path):
+@pytest.mark.parametrize("producer", ["thread", "process"])
+def test_ctrl_c_in_the_consumer_leaves_no_thread_and_no_file(model_dir, drive, tmp_path, producer):
     pipe = _pipe(model_dir)
+    pipe.producer = producer
     kps = [person_keypoints((80, 60), 0.4 * i) for i in range(8)]
 
     def on_frame(done, total, fps):
@@ -129,6 +138,7 @@ def test_ctrl_c_in_the_consumer_leaves_no_thread_and_no_file(model_dir, drive, t
             drive_keypoints=kps, on_frame=on_frame,
         )  # fmt: skip
     assert list(tmp_path.iterdir()) == [] and _stage_threads() == []
+    assert pipe.last_producer == producer and _child_processes() == []
 
 
 def test_overlapped_synthesis_writes_every_frame(model_dir, drive, tmp_path, one_thread):
@@ -144,3 +154,76 @@ def test_overlapped_synthesis_writes_every_frame(model_dir, drive, tmp_path, one
     # Same frames in the same order (the encoder is deterministic on identical input).
     assert all(np.array_equal(a, b) for a, b in zip(outs[0], outs[2], strict=True))
     assert _stage_threads() == []
+
+
+# ---- the producer in a process of its own ---------------------------------------------------------------
+def test_a_producer_process_gives_the_frames_and_counts_of_the_series(model_dir, drive, one_thread):
+    kps = [person_keypoints((80, 60), 0.4 * i) for i in range(8)]
+    kps[3] = None  # a held frame: the counts come back with the frames
+    serial, in_process = _pipe(model_dir, prefetch=0), _pipe(model_dir)
+    in_process.producer = "process"
+    a = list(serial.stream(drive, keypoints=kps, side_by_side=True))
+    b = list(in_process.stream(drive, keypoints=kps, side_by_side=True))
+    assert in_process.last_producer == "process" and serial.last_producer == "serial"
+    assert len(a) == len(b) == 8
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert serial.last_stats == in_process.last_stats and in_process.last_stats.frames_held == 1
+    assert _stage_threads() == []
+
+
+def test_nobody_in_the_first_seconds_is_the_same_one_line_error_from_a_process(model_dir, tmp_path):
+    from fewshotv2v.errors import NoPersonError
+    from fewshotv2v.video import write_test_video
+
+    empty = write_test_video(tmp_path / "empty.mp4", [scene_image((80, 60), i) for i in range(24)], 10.0)
+    pipe = _pipe(model_dir)
+    pipe.producer = "process"
+    with pytest.raises(NoPersonError, match=r"^no person detected in the first 20 frames \(2 s\)"):
+        list(pipe.stream(empty, keypoints=[None] * 24))
+    assert pipe.last_producer == "process" and _stage_threads() == []
+
+
+def test_jobs_a_process_cannot_redo_fall_back_to_a_thread(model_dir, drive):
+    from fewshotv2v.semantics.backends import register_backend, unregister_backend
+
+    hw = (80, 60)
+    pipe = _pipe(model_dir)
+    pipe.producer = "process"
+    frames = [scene_image(hw, seed=i) for i in range(3)]  # arrays in memory: nothing to reopen
+    assert len(list(pipe.stream(frames, keypoints=[person_keypoints(hw)] * 3))) == 3
+    assert pipe.last_producer == "thread"
+    kps = iter([person_keypoints(hw)] * 8)  # an iterator of keypoints cannot be sent along
+    assert len(list(pipe.stream(drive, keypoints=kps))) == 8 and pipe.last_producer == "thread"
+    register_backend("fake-process", lambda **kw: FakeBackend())  # unknown in another process
+    try:
+        plugin = _pipe(model_dir, backend="fake-process")
+        plugin.producer = "process"
+        assert len(list(plugin.stream(drive))) == 8 and plugin.last_producer == "thread"
+    finally:
+        unregister_backend("fake-process")
+
+
+def test_auto_takes_a_process_for_long_videos_with_keypoints_on_two_cores_or_more(model_dir):
+    from fewshotv2v.errors import ConfigError
+    from fewshotv2v.inference.driving import DriveSource
+    from fewshotv2v.inference.producer import PROCESS_MIN_FRAMES, choose_producer
+
+    def source(n, *, given=True, reopen=True):
+        return DriveSource([], num_frames=n, keypoints_given=given, reopen={"drive": "x"} if reopen else None)
+
+    long = PROCESS_MIN_FRAMES
+    assert choose_producer("auto", source(long), "mediapipe", cores=2) == "process"  # keypoints given
+    assert choose_producer("auto", source(None), "none", cores=2) == "process"  # length unknown
+    assert choose_producer("auto", source(long - 1), "none", cores=2) == "thread"  # too short to pay
+    assert choose_producer("auto", source(long), "none", cores=1) == "thread"  # nothing to overlap on
+    assert choose_producer("auto", source(long, given=False), "mediapipe", cores=2) == "thread"
+    assert choose_producer("process", source(long, given=False), "mediapipe", cores=1) == "process"
+    assert choose_producer("process", source(long, given=False), object(), cores=4) == "thread"
+    assert choose_producer("process", source(long, reopen=False), "none", cores=4) == "thread"
+    assert choose_producer("thread", source(long), "none", cores=4) == "thread"
+    with pytest.raises(ConfigError, match="producer must be one of"):
+        choose_producer("fork", source(long), "none")
+    with pytest.raises(ConfigError, match="producer must be one of"):
+        from fewshotv2v import Pipeline
+
+        Pipeline.from_pretrained(model_dir, device="cpu", backend="none", producer="fork")

@@ -16,7 +16,8 @@ model's size. Models with the warp composite (SPEC §7) write the reference phot
 their crop at the model's size. Either way the video keeps the driving video's frame count, fps and audio.
 `stream()` is the same loop as a generator of uint8 frames, for library use.
 
-The stages overlap (`inference.overlap`): decode .. label map run in a producer thread (`_inputs`), the
+The stages overlap (`inference.overlap`): decode .. label map run in a producer (`inference.producer`: a
+thread, or a process of its own where both stages would otherwise take turns on one interpreter), the
 generator on the caller's thread, and `synthesize` encodes in a writer thread, through bounded queues
 (`prefetch` frames each), so the frame rate approaches the slowest stage's rather than their sum.
 
@@ -29,21 +30,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fewshotv2v.errors import CheckpointError, ConfigError, InputError, NoPersonError
-from fewshotv2v.inference.driving import DriveStats, DrivingKeypoints, LabelMaker, drive_source
+from fewshotv2v.inference.driving import DriveStats, LabelMaker, drive_source
+from fewshotv2v.inference.producer import FrameInput, InputPlan, close_detector, open_detector
 from fewshotv2v.inference.references import Reference, largest, pick_reference_frames, prepare_reference
 from fewshotv2v.modes import MODES, keypoint_modes
 
 ImageLike = str | Path | np.ndarray
 
 if TYPE_CHECKING:  # framing imports torch; the pipeline module itself does not
-    from fewshotv2v.inference.framing import FrameTarget
+    from fewshotv2v.inference.framing import Composer
 
 
 @dataclass
@@ -69,17 +71,6 @@ class SynthesisResult:
                 f"({self.frames_held} held, {self.frames_empty} empty)"
             )
         return line
-
-
-@dataclass
-class _FrameInput:
-    """What the producer stage hands to the model stage for one driving frame."""
-
-    image: np.ndarray  # the driving frame, uint8 (H, W, 3)
-    label: np.ndarray | None  # its retargeted label map, float32 (C, H, W) at the model's size
-    counts: DriveStats  # no-person counts up to and including this frame
-    # Full resolution (SPEC §7): where the frame lands on the canvas; None = nobody to draw
-    target: FrameTarget | None = None
 
 
 def _load_image(item: ImageLike, what: str) -> tuple[np.ndarray, str]:
@@ -109,8 +100,11 @@ class Pipeline:
         hold_frames: driving frames without a person reuse the last keypoints for up to this many frames,
             then an empty label map is rendered (both counted in the result).
         smoothing: One-Euro smoothing of the driving keypoints.
-        prefetch: frames made ahead by the producer thread and queued for the encoder thread; 0 runs the
+        prefetch: frames made ahead by the producer and queued for the encoder thread; 0 runs the
             stages in series on the caller's thread (no threads).
+        producer: where the producer stage runs: "thread", "process" (a spawned process; falls back to
+            a thread where the job cannot be redone there, e.g. frames passed as arrays) or "auto"
+            (`inference.producer.choose_producer`).
     """
 
     def __init__(
@@ -126,8 +120,10 @@ class Pipeline:
         size: int | None = None,
         keep_centered: bool = False,
         prefetch: int = 2,
+        producer: str = "auto",
     ):
-        from fewshotv2v.inference.framing import DEFAULT_SIZE, MAX_SIZE
+        from fewshotv2v.inference.placement import DEFAULT_SIZE, MAX_SIZE
+        from fewshotv2v.inference.producer import PRODUCERS
         from fewshotv2v.settings import resolve_device, resolve_dtype
 
         self.device = resolve_device(device) if isinstance(device, str) else device
@@ -149,8 +145,12 @@ class Pipeline:
         # Full-resolution output (SPEC §7) for models with the warp composite; the others output their crop.
         self.size = size if self.config.composite == "warp" else None
         self.keep_centered = keep_centered
-        self._composer = None  # inference.framing.Composer, made by set_references
+        self._composer: Composer | None = None  # made by set_references
         self.prefetch = prefetch
+        if producer not in PRODUCERS:
+            raise ConfigError(f"producer must be one of {', '.join(PRODUCERS)}, got {producer!r}")
+        self.producer = producer
+        self.last_producer: str | None = None  # "thread", "process" or "serial": what the last stream used
         self._backend_spec = backend
         self.references: list[Reference] = []
         self._state = None  # ReferenceState, computed by set_references
@@ -193,24 +193,6 @@ class Pipeline:
     def uses_detector(self) -> bool:
         return self._backend_spec not in (None, "none")
 
-    def _open_detector(self, *, static: bool):
-        """A detector for one job: a fresh one per video for a backend name (mediapipe's video mode tracks
-        across frames; `static` = unrelated images), the caller's object as it is, None for "none"."""
-        spec = self._backend_spec
-        if not self.uses_detector:
-            return None
-        if not isinstance(spec, str):
-            return spec
-        from fewshotv2v.semantics.backends import get_backend
-
-        return (
-            get_backend(spec, static_image_mode=True) if static and spec == "mediapipe" else get_backend(spec)
-        )
-
-    def _close_detector(self, detector) -> None:
-        if detector is not None and detector is not self._backend_spec and hasattr(detector, "close"):
-            detector.close()
-
     def _autocast(self):
         import contextlib
 
@@ -246,11 +228,11 @@ class Pipeline:
         if kps_list is None:
             if not self.uses_detector:
                 raise InputError('backend "none" needs reference keypoints (keypoints=...)')
-            detector = self._open_detector(static=True)
+            detector = open_detector(self._backend_spec, static=True)
         try:
             refs = self._prepare_references(items, kps_list, mask_list, detector, ref_frames)
         finally:
-            self._close_detector(detector)
+            close_detector(detector, self._backend_spec)
         if len(refs) > self.config.k_max:
             raise InputError(f"{len(refs)} references given; this model takes at most {self.config.k_max}")
         self.references = refs
@@ -375,53 +357,52 @@ class Pipeline:
         return self._stream(source, side_by_side)
 
     def _stream(self, source, side_by_side: bool) -> Iterator[np.ndarray]:
-        stats = self.last_stats = DriveStats()
-        detector = self._open_detector(static=False) if not source.keypoints_given else None
-        inputs = self._inputs(source, detector, labels=side_by_side or None)
-        if self.prefetch > 0:  # decode .. label map in a producer thread, ahead of the model
-            from fewshotv2v.inference.overlap import prefetch
+        from fewshotv2v.inference import overlap
+        from fewshotv2v.inference.producer import choose_producer, frame_inputs, process_inputs
 
-            inputs = prefetch(inputs, self.prefetch, name="fsv2v-inputs")
+        stats = self.last_stats = DriveStats()
+        plan = self._input_plan(labels=side_by_side or None, keep_images=side_by_side)
+        where = "serial" if self.prefetch <= 0 else choose_producer(self.producer, source, self._backend_spec)
+        self.last_producer, detector = where, None
+        if where == "process":  # it reopens the video and makes its own detector
+            plan.source, plan.backend = source.reopen, None if source.keypoints_given else self._backend_spec
+            plan.detector_threads = _detector_threads()
+            inputs = overlap.prefetch_process(process_inputs, (plan,), self.prefetch, name="fsv2v-inputs")
+        else:
+            detector = open_detector(self._backend_spec, static=False) if not source.keypoints_given else None
+            inputs = frame_inputs(plan, source, detector)
+            if where == "thread":  # decode .. label map in a producer thread, ahead of the model
+                inputs = overlap.prefetch(inputs, self.prefetch, name="fsv2v-inputs")
         try:
             yield from self._frames(inputs, stats, side_by_side)
         finally:  # also when the consumer stops early (generator closed)
             inputs.close()  # stops (and joins) the producer before its detector is closed
-            self._close_detector(detector)
+            close_detector(detector, self._backend_spec)
         if stats.frames and stats.frames == stats.frames_empty:
             raise NoPersonError("no person detected in any frame of the driving video")
 
-    def _inputs(self, source, detector, *, labels: bool | None = None) -> Iterator[_FrameInput]:
-        """The producer stage: driving frame -> keypoints (detect + track, or given) -> smoothing ->
-        retargeting -> label map (and, at full resolution, the frame's place on the canvas). Numpy only:
-        it runs in its own thread (`prefetch`). `labels`: draw the label maps (None: when the generator
-        reads them; `keypoint-warp` only needs the keypoints, so at full resolution it gets blank maps
-        and the skeleton is not drawn)."""
+    def _input_plan(self, *, labels: bool | None = None, keep_images: bool = False) -> InputPlan:
+        """The producer's work for the current references (`inference.producer`). `labels`: draw the label
+        maps (None: when the generator reads them; `keypoint-warp` only needs the keypoints, so at full
+        resolution it gets blank maps and the skeleton is not drawn)."""
         if labels is None:
             labels = getattr(self._active_generator(), "reads_label", True)
-        counts = DriveStats()  # the producer's own counts, handed over with each frame
-        keypoints = DrivingKeypoints(
-            detector,
+        composer = self._composer
+        frames = (
+            composer.placement
+            if composer is not None
+            else LabelMaker(self.config, self.references[0].keypoints)
+        )
+        return InputPlan(
             mode=self.mode,
+            frames=frames,
+            labels=labels,
+            keep_images=keep_images,
             hold_frames=self.hold_frames,
             smoothing=self.smoothing,
-            fps=source.fps,
-            stats=counts,
         )
-        composer = self._composer
-        if composer is not None:
-            composer.retarget.reset()  # a new driving video: its frame 0 fixes the driving statistics
-        else:
-            labeler = LabelMaker(self.config, self.references[0].keypoints)
-        for image, given, t in source:
-            kps, mask = keypoints(image, given, t)
-            if composer is None:
-                yield _FrameInput(image, labeler(kps, mask), replace(counts))  # label (C, H, W) float32
-            else:
-                target = composer.target(kps, mask, label=labels) if kps is not None else None
-                label = target.label if target is not None else None
-                yield _FrameInput(image, label, replace(counts), target)
 
-    def _frames(self, inputs: Iterable[_FrameInput], stats: DriveStats, side_by_side: bool):
+    def _frames(self, inputs: Iterable[FrameInput], stats: DriveStats, side_by_side: bool):
         """The model stage, on the caller's thread: label map -> generator -> uint8 frame (at full
         resolution: the generator's flow, mask and H output composited on the reference photo,
         `inference.framing`)."""
@@ -552,6 +533,14 @@ class Pipeline:
             frames_empty=s.frames_empty,
             finetune_steps=finetune,
         )
+
+
+def _detector_threads() -> int | None:
+    """The detector's share of the applied thread plan, for a producer process (None: none applied)."""
+    from fewshotv2v.threads import applied_plan
+
+    plan = applied_plan()
+    return plan.detector if plan is not None else None
 
 
 def _warn_partial_bodies(refs: list[Reference]) -> None:

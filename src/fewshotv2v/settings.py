@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # CPU threads for torch + the keypoint detector together (None: OMP_NUM_THREADS, else automatic;
     # see `fewshotv2v.threads`).
     threads: int | None = Field(default=None, ge=1)
+    # Where synthesis makes its inputs (decode .. label map): "auto", "thread" or "process"
+    # (`fewshotv2v.inference.producer`).
+    producer: Literal["auto", "thread", "process"] = "auto"
     hub: HubSettings = Field(default_factory=HubSettings)
 
     # Filled in by `load_settings` before construction; class-level so the source hook can see it.

@@ -120,6 +120,12 @@ def applied_plan() -> ThreadPlan | None:
     return _APPLIED["plan"]
 
 
+def use_detector_threads(n: int) -> None:
+    """In a producer process (no torch there): the detector's share of the caller's plan."""
+    base = _APPLIED["plan"] or plan_threads(detector=True)
+    _APPLIED["plan"] = ThreadPlan(base.cores, base.budget, base.torch, max(1, int(n)), base.source)
+
+
 def detector_threads() -> int:
     """Intra-op threads for a detector session: the applied plan's, else the automatic plan's."""
     plan = _APPLIED["plan"] or plan_threads(detector=True)
@@ -134,4 +140,5 @@ __all__ = [
     "available_cores",
     "detector_threads",
     "plan_threads",
+    "use_detector_threads",
 ]

@@ -57,6 +57,7 @@ class DriveSource:
     has_audio: bool = False
     num_frames: int | None = None
     keypoints_given: bool = False
+    reopen: dict | None = None  # drive_source() arguments that open it again (a producer process), if any
 
     def __iter__(self):
         return iter(self.items)
@@ -126,8 +127,13 @@ def drive_source(drive, *, keypoints=None, start=None, end=None, max_frames=None
     path = Path(drive)
     if not path.exists():
         raise InputError(f"driving video not found: {path}")
+    # Keypoints in an array or a list can travel to another process; an iterator cannot be reopened.
+    portable = keypoints is None or isinstance(keypoints, np.ndarray | list | tuple)
+    reopen = {"drive": path, "keypoints": keypoints, "start": start, "end": end, "max_frames": max_frames}
     if path.is_dir() and (path / "meta.json").is_file():
-        return _clip_source(path, start, end, max_frames)
+        source = _clip_source(path, start, end, max_frames)
+        source.reopen = reopen
+        return source
     info = probe(path)  # InputError for unreadable files
     frames = read_frames(path, start=start, end=end, max_frames=max_frames)
     if keypoints is not None:
@@ -142,6 +148,7 @@ def drive_source(drive, *, keypoints=None, start=None, end=None, max_frames=None
         n = max(0, last - first)
         n = min(n, max_frames) if max_frames is not None else n
     source.num_frames = n
+    source.reopen = reopen if portable else None
     return source
 
 
@@ -214,6 +221,10 @@ class LabelMaker:
         self.use_mask = get_mode(self.mode).has_person_mask and bool(
             getattr(config, "use_person_mask", False)
         )
+
+    def reset(self) -> None:
+        """Before a new driving video: its first frame fixes the driving statistics."""
+        self.retarget.reset()
 
     def __call__(self, kps: np.ndarray | None, mask: np.ndarray | None) -> np.ndarray:
         if kps is None:

@@ -37,7 +37,7 @@ def load_pipeline(
         dtype=settings.dtype,
         backend=backend or settings.backend,
         settings=settings,
-        **options,
+        **{"producer": settings.producer, **options},
     )
     if mode is not None:
         pipe.check_mode(mode)

@@ -1,15 +1,24 @@
-"""Overlapped pipeline stages: a producer thread ahead of the caller, a consumer thread behind it.
+"""Overlapped pipeline stages: a producer (thread or process) ahead of the caller, a thread behind it.
 
 Synthesis has three stages per frame: making the inputs (decode, keypoints, smoothing, retargeting, label
 map), the generator, and encoding. Run in series, the frame rate is the *sum* of the three; overlapped,
-it approaches the slowest one. Threads are enough: the heavy parts of torch, PyAV (FFmpeg) and the
-detectors' native code release the GIL.
+it approaches the slowest one. A thread overlaps stages whose heavy parts release the GIL (torch kernels,
+PyAV / FFmpeg, the detectors' native code). Where both sides spend their time in Python (drawing the
+skeleton, mediapipe's result conversion, small models launching many small kernels) two threads take
+turns on one interpreter: then the producer runs in a process of its own.
 
 - `prefetch(iterable, depth)`: iterate `iterable` in a producer thread, yield its items in order. At most
   `depth` items wait in a bounded queue (plus the one being made), so memory stays flat with the video's
   length. An exception in the producer is raised in the consumer with its original traceback. When the
   consumer stops (generator closed, an exception, Ctrl-C), the producer stops after the item it is making
   and closes its iterator (in its own thread, where it runs).
+- `prefetch_process(make, args, depth)`: the same, with the items made by `make(*args)` in a process of
+  its own (`make` a module-level function, `args` and the items picklable). The child is a fresh
+  interpreter (`python -m fewshotv2v.inference._producer_child`) that imports only what `make` needs;
+  items come back pickled through its stdout pipe, in order, and a reader thread keeps `depth` of them
+  ready. The child runs in its own session, so Ctrl-C reaches the caller, whose cleanup terminates it.
+  Its exceptions come back with their type and message (its traceback as a note); a child that dies
+  without one (killed, crashed in native code) is a `ProducerError`. No process is left behind.
 - `BackgroundWriter(sink, depth)`: `write(item)` queues the item and returns; a consumer thread calls
   `sink.write(item)` in order. An error of the sink is raised at the next `write()` and at `close()`.
   As a context manager it flushes on a clean exit and drops what is queued on an error, so that the sink's
@@ -20,8 +29,11 @@ Threads are daemons and are joined (with a timeout) whenever their owner stops: 
 
 from __future__ import annotations
 
+import pickle
 import queue
+import struct
 import threading
+import traceback
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
@@ -107,6 +119,121 @@ def _prefetch(iterable: Iterable[T], depth: int, name: str) -> Iterator[T]:
     finally:  # normal end, an error, an early close or Ctrl-C in the consumer
         stop.set()
         _join(thread, name, quiet=failing)
+
+
+class ProducerError(RuntimeError):
+    """The producer process ended without a result or an exception (killed, or a crash in native code)."""
+
+
+def prefetch_process(
+    make, args: tuple = (), depth: int = 2, *, name: str = "fsv2v-producer"
+) -> Iterator[Any]:
+    """Yield the items of `make(*args)`, made ahead in a producer process (see the module docstring).
+
+    Lazy: the process starts at the first `next()`. `depth` >= 1 items may wait in the queue.
+    """
+    if depth < 1:
+        raise ValueError(f"prefetch depth must be >= 1, got {depth}")
+    return _prefetch_process(make, args, depth, name)
+
+
+def portable(exc: BaseException) -> BaseException:
+    """`exc` if it survives pickling, else a RuntimeError with its text; the traceback as a note."""
+    note = "in the producer process:\n" + "".join(traceback.format_exception(exc)).rstrip()
+    try:
+        copy = pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - an exception whose arguments do not pickle
+        copy = RuntimeError(f"{type(exc).__name__}: {exc}")
+    copy.add_note(note)
+    return copy
+
+
+def send(stream, item: Any) -> None:
+    """One item on a byte stream: 8-byte length, then the pickle (`receive` reads it)."""
+    data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack("<Q", len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def receive(stream) -> Any:
+    """The next item `send` wrote, or None when the stream ends first."""
+    head = stream.read(8)
+    if len(head) < 8:
+        return None
+    (n,) = struct.unpack("<Q", head)
+    data = stream.read(n)
+    return pickle.loads(data) if len(data) == n else None
+
+
+def _prefetch_process(make, args, depth: int, name: str) -> Iterator[Any]:
+    import subprocess
+    import sys
+
+    # A fresh interpreter running `inference._producer_child`: unlike multiprocessing's spawn it does not
+    # re-import the caller's `__main__` (a script without an `if __name__ == "__main__"` guard would run
+    # again), and unlike fork it inherits no locks or torch threads. Its own session: Ctrl-C in the
+    # terminal reaches the caller only, whose cleanup below stops the child.
+    kw: dict[str, Any] = {"start_new_session": True}
+    if sys.platform == "win32":
+        kw = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fewshotv2v.inference._producer_child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        **kw,
+    )
+    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        """Pipe -> queue, on a thread (its reads release the GIL), so `depth` items wait ready."""
+        while not stop.is_set():
+            try:
+                item = receive(process.stdout)
+            except Exception as exc:  # noqa: BLE001 - a broken stream: the consumer reports it
+                item = _Raised(ProducerError(f"{name}: cannot read the producer's output: {exc}"))
+            if item is None:
+                code = process.wait()
+                item = _Raised(ProducerError(f"{name} process stopped unexpectedly (exit code {code})"))
+            while not stop.is_set():
+                try:
+                    items.put(item, timeout=_POLL_S)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, _End | _Raised):
+                return
+
+    reader = threading.Thread(target=read, name=f"{name}-reader", daemon=True)
+    failing = False
+    try:
+        send(process.stdin, list(sys.path))  # first, so that the child can import what the job needs
+        send(process.stdin, (make, args))
+        process.stdin.close()
+        reader.start()
+        while True:
+            item = items.get()
+            if isinstance(item, _End):
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    except BaseException:  # an error, Ctrl-C or SIGTERM is already being reported: no second line
+        failing = True
+        raise
+    finally:  # normal end, an error, an early close or Ctrl-C in the caller
+        stop.set()
+        if process.poll() is None:
+            process.terminate()  # it holds no state worth a graceful stop: the output is the caller's
+        try:
+            process.wait(JOIN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if reader.is_alive():
+            _join(reader, f"{name}-reader", quiet=failing)
+        process.stdout.close()
 
 
 class BackgroundWriter:
@@ -196,4 +323,4 @@ class BackgroundWriter:
             self.abort()
 
 
-__all__ = ["BackgroundWriter", "prefetch"]
+__all__ = ["BackgroundWriter", "ProducerError", "prefetch", "prefetch_process"]

@@ -15,6 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from fewshotv2v.errors import InputError, NoPersonError
+from fewshotv2v.inference.placement import (
+    FACE_FRAME_GROW,
+    canvas_scale,
+    cover_box,
+    grow_box,
+    integer_box,
+    scale_keypoints,
+)
 from fewshotv2v.modes import MODES, get_mode
 from fewshotv2v.semantics import keypoints as kp
 from fewshotv2v.semantics.crops import crop_image, transform_keypoints
@@ -108,8 +116,6 @@ def prepare_reference(
     # Full resolution: boxes are not clamped into the photo (as in training); the canvas clips the paste.
     box = spec.crop_box(kps, hw, aspect=aspect, clamp=not full)
     if full:
-        from fewshotv2v.inference.framing import FACE_FRAME_GROW, cover_box, grow_box, integer_box
-
         if spec.has_person_mask:
             if mask is None:  # the photo's person mask from the keypoints alone
                 mask = skeleton_mask(kps, hw)
@@ -136,7 +142,6 @@ def prepare_reference(
 
 def _cap_photo(image: np.ndarray, kps: np.ndarray, mask, size: int):
     """The photo (and its keypoints and mask) resized so its long side is at most `size` pixels."""
-    from fewshotv2v.inference.framing import canvas_scale, scale_keypoints
     from fewshotv2v.video import resize_image
 
     scale = canvas_scale(image.shape[:2], size)

@@ -27,7 +27,8 @@ def _dwpose(**kw: Any) -> Backend:
     return DWPoseBackend(**kw)
 
 
-_REGISTRY: dict[str, Callable[..., Backend]] = {"mediapipe": _mediapipe, "dwpose": _dwpose}
+_BUILTIN: dict[str, Callable[..., Backend]] = {"mediapipe": _mediapipe, "dwpose": _dwpose}
+_REGISTRY: dict[str, Callable[..., Backend]] = dict(_BUILTIN)
 
 
 def register_backend(name: str, factory: Callable[..., Backend], *, overwrite: bool = True) -> None:
@@ -40,6 +41,12 @@ def register_backend(name: str, factory: Callable[..., Backend], *, overwrite: b
 def unregister_backend(name: str) -> None:
     """Remove a registered backend (no error if absent)."""
     _REGISTRY.pop(name, None)
+
+
+def is_builtin(name: str) -> bool:
+    """Whether `name` is one of this package's backends, unreplaced (so any process can make it, e.g. a
+    producer process that did not see this one's `register_backend` calls)."""
+    return name in _BUILTIN and _REGISTRY.get(name) is _BUILTIN[name]
 
 
 def available_backends() -> list[str]:
@@ -59,6 +66,7 @@ __all__ = [
     "Detection",
     "available_backends",
     "get_backend",
+    "is_builtin",
     "register_backend",
     "unregister_backend",
 ]
