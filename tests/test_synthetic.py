@@ -83,6 +83,25 @@ def test_face_framing_shows_the_face():
     assert np.ptp(face[:17, 0]) > 20  # jaw spans a good part of the frame
 
 
+def test_an_open_mouth_drops_the_lower_lip_and_shows_the_dark_inside():
+    """The motions open the mouth (`Pose.mouth`): the lower lip's landmarks and pixels move with it, so
+    face datasets hold the motion a real talking head makes most, not rigid heads only."""
+    from fewshotv2v.semantics import keypoints as kp
+
+    who = make_identity(2)
+    closed, k0, _ = render_person(who, Pose(mouth=0.0), (128, 128), framing="face")
+    wide, k1, _ = render_person(who, Pose(mouth=1.0), (128, 128), framing="face")
+    f0, f1 = k0[kp.FACE][:68], k1[kp.FACE][:68]
+    assert np.allclose(f0[:48], f1[:48])  # jaw, brows, nose and eyes stay
+    inner_gap = lambda f: f[66, 1] - f[62, 1]  # noqa: E731 - inner lips apart, pixels
+    assert inner_gap(f1) > inner_gap(f0) + 5
+    centre = np.round((f1[62, :2] + f1[66, :2]) / 2).astype(int)  # between the open inner lips
+    x, y = centre
+    assert closed[y, x].mean() > 90  # lip or skin before
+    assert wide[y - 1 : y + 2, x - 1 : x + 2].mean() < 70  # the mouth's dark inside now
+    assert motion("wave", 25)[0].mouth != motion("wave", 25)[12].mouth  # and the motions use it
+
+
 def test_unknown_motion_is_config_error():
     with pytest.raises(ConfigError, match="unknown motion"):
         motion("moonwalk", 3)

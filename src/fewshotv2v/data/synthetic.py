@@ -271,6 +271,22 @@ def _face_points() -> np.ndarray:
 
 
 _FACE = _face_points()
+# How far the lower lip drops at `Pose.mouth` = 1 (head-ellipse units; the lips' rest height is 0.21):
+# the mouth opens and its dark inside shows, the motion a face prior cannot paint (it only stretches the
+# lips) and a face model has to learn.
+MOUTH_DROP = 0.16
+_LOWER_LIP = [*range(55, 60), *range(65, 68)]  # outer 55..59 and inner 65..67 lower lip
+_MOUTH_CORNERS = [48, 54, 60, 64]
+
+
+def _face_with_mouth(mouth: float) -> np.ndarray:
+    """`_FACE` with the mouth opened by `mouth` (0 closed .. 1 wide): the lower lip drops, the corners
+    follow it a third of the way."""
+    pts = _FACE.copy()
+    drop = MOUTH_DROP * float(np.clip(mouth, 0.0, 1.0))
+    pts[_LOWER_LIP, 1] += drop
+    pts[_MOUTH_CORNERS, 1] += drop / 3
+    return pts
 
 
 def _hand(wrist: np.ndarray, direction: np.ndarray, length: float, thumb_side: np.ndarray, curl: float):
@@ -323,7 +339,7 @@ def skeleton(identity: Identity, pose: Pose, scale: float, origin: np.ndarray) -
     r_an = r_kn + _dir(-pose.r_leg - pose.r_knee) * sh
     l_kn = l_hip + _dir(pose.l_leg) * th * (1 - pose.l_lift)
     l_an = l_kn + _dir(pose.l_leg + pose.l_knee) * sh
-    face = head + _rot(_FACE * np.array([rx, ry]), head_angle)  # (70, 2)
+    face = head + _rot(_face_with_mouth(pose.mouth) * np.array([rx, ry]), head_angle)  # (70, 2)
     f = 0.025 * s  # feet: seen from the front, toes below and around the ankle
     r_toes = (r_an + [0.5 * f, 2.2 * f], r_an + [-1.3 * f, 2.0 * f], r_an + [0, 1.2 * f])
     l_toes = (l_an + [-0.5 * f, 2.2 * f], l_an + [1.3 * f, 2.0 * f], l_an + [0, 1.2 * f])
@@ -434,10 +450,16 @@ def _paint_face(
         canvas.ellipse(centre, ex, ey, angle, np.array([0.97, 0.97, 0.95]), mask=False)
         canvas.ellipse(pupil, 0.5 * ey + 0.3, 0.8 * ey + 0.2, angle, np.array([0.1, 0.07, 0.05]), mask=False)
     canvas.capsule(face[27], face[30], w * 0.7, w, skin * 0.85, mask=False)
-    mouth = face[48:60]
-    ex = 0.5 * float(np.hypot(*(face[54] - face[48])))
-    ey = 0.5 * float(np.hypot(*(face[51] - face[57])))
-    canvas.ellipse(mouth.mean(0), ex, ey, angle, np.array([0.7, 0.25, 0.25]), mask=False)
+    # Lips (outer contour), the mouth's dark inside (inner contour) and, once it opens, the upper teeth.
+    canvas.polygon(face[48:60], np.array([0.7, 0.25, 0.25]), origin=face[48], angle=angle, mask=False)
+    inner = face[60:68]
+    canvas.polygon(inner, np.array([0.2, 0.06, 0.07]), origin=face[60], angle=angle, mask=False)
+    gap = float(np.hypot(*(inner[6] - inner[2])))  # inner lips apart, pixels
+    if gap > 2.0:
+        upper = inner[1:4]
+        down = (inner[6] - inner[2]) * 0.3
+        teeth = np.concatenate([upper, upper[::-1] + down])
+        canvas.polygon(teeth, np.array([0.9, 0.88, 0.82]), origin=upper[0], angle=angle, mask=False)
 
 
 # --------------------------------------------------------------------------------------------------
