@@ -102,8 +102,8 @@ class Pipeline:
         smoothing: One-Euro smoothing of the driving keypoints.
         prefetch: frames made ahead by the producer and queued for the encoder thread; 0 runs the
             stages in series on the caller's thread (no threads).
-        producer: where the producer stage runs: "thread", "process" (a spawned process; falls back to
-            a thread where the job cannot be redone there, e.g. frames passed as arrays) or "auto"
+        producer: where the producer stage runs: "thread", "process" (a process of its own; a thread
+            where the job cannot be redone there, e.g. frames passed as arrays) or "auto"
             (`inference.producer.choose_producer`).
     """
 
@@ -123,7 +123,7 @@ class Pipeline:
         producer: str = "auto",
     ):
         from fewshotv2v.inference.placement import DEFAULT_SIZE, MAX_SIZE
-        from fewshotv2v.inference.producer import PRODUCERS
+        from fewshotv2v.inference.producer import check_producer
         from fewshotv2v.settings import resolve_device, resolve_dtype
 
         self.device = resolve_device(device) if isinstance(device, str) else device
@@ -147,9 +147,7 @@ class Pipeline:
         self.keep_centered = keep_centered
         self._composer: Composer | None = None  # made by set_references
         self.prefetch = prefetch
-        if producer not in PRODUCERS:
-            raise ConfigError(f"producer must be one of {', '.join(PRODUCERS)}, got {producer!r}")
-        self.producer = producer
+        self.producer = check_producer(producer)
         self.last_producer: str | None = None  # "thread", "process" or "serial": what the last stream used
         self._backend_spec = backend
         self.references: list[Reference] = []
@@ -359,6 +357,7 @@ class Pipeline:
     def _stream(self, source, side_by_side: bool) -> Iterator[np.ndarray]:
         from fewshotv2v.inference import overlap
         from fewshotv2v.inference.producer import choose_producer, frame_inputs, process_inputs
+        from fewshotv2v.threads import detector_threads
 
         stats = self.last_stats = DriveStats()
         plan = self._input_plan(labels=side_by_side or None, keep_images=side_by_side)
@@ -366,7 +365,7 @@ class Pipeline:
         self.last_producer, detector = where, None
         if where == "process":  # it reopens the video and makes its own detector
             plan.source, plan.backend = source.reopen, None if source.keypoints_given else self._backend_spec
-            plan.detector_threads = _detector_threads()
+            plan.detector_threads = detector_threads()  # the share it would have in this process
             inputs = overlap.prefetch_process(process_inputs, (plan,), self.prefetch, name="fsv2v-inputs")
         else:
             detector = open_detector(self._backend_spec, static=False) if not source.keypoints_given else None
@@ -533,14 +532,6 @@ class Pipeline:
             frames_empty=s.frames_empty,
             finetune_steps=finetune,
         )
-
-
-def _detector_threads() -> int | None:
-    """The detector's share of the applied thread plan, for a producer process (None: none applied)."""
-    from fewshotv2v.threads import applied_plan
-
-    plan = applied_plan()
-    return plan.detector if plan is not None else None
 
 
 def _warn_partial_bodies(refs: list[Reference]) -> None:

@@ -142,12 +142,17 @@ def can_use_process(source: DriveSource, backend: Any) -> bool:
     return isinstance(backend, str) and is_builtin(backend)
 
 
+def check_producer(choice: str) -> str:
+    """`choice` if it is one of `PRODUCERS`, else a `ConfigError`."""
+    if choice not in PRODUCERS:
+        raise ConfigError(f"producer must be one of {', '.join(PRODUCERS)}, got {choice!r}")
+    return choice
+
+
 def choose_producer(choice: str, source: DriveSource, backend: Any, *, cores: int | None = None) -> str:
     """ "thread" or "process" for `choice` ("auto", "thread", "process"; see the module docstring).
     "process" where none is possible falls back to a thread (the results are the same)."""
-    if choice not in PRODUCERS:
-        raise ConfigError(f"producer must be one of {', '.join(PRODUCERS)}, got {choice!r}")
-    if choice == "thread" or not can_use_process(source, backend):
+    if check_producer(choice) == "thread" or not can_use_process(source, backend):
         return "thread"
     if choice == "process":
         return "process"
@@ -164,6 +169,7 @@ __all__ = [
     "PRODUCERS",
     "FrameInput",
     "InputPlan",
+    "check_producer",
     "choose_producer",
     "close_detector",
     "frame_inputs",
