@@ -203,7 +203,7 @@ def test_jobs_a_process_cannot_redo_fall_back_to_a_thread(model_dir, drive):
         unregister_backend("fake-process")
 
 
-def test_auto_takes_a_process_for_long_videos_with_keypoints_on_two_cores_or_more(model_dir):
+def test_auto_takes_a_process_for_long_videos_with_keypoints_on_two_cores_or_more(model_dir, monkeypatch):
     from fewshotv2v.errors import ConfigError
     from fewshotv2v.inference.driving import DriveSource
     from fewshotv2v.inference.producer import PROCESS_MIN_FRAMES, choose_producer
@@ -221,6 +221,9 @@ def test_auto_takes_a_process_for_long_videos_with_keypoints_on_two_cores_or_mor
     assert choose_producer("process", source(long, given=False), object(), cores=4) == "thread"
     assert choose_producer("process", source(long, reopen=False), "none", cores=4) == "thread"
     assert choose_producer("thread", source(long), "none", cores=4) == "thread"
+    monkeypatch.setattr("sys.executable", "")  # Python embedded in another program: nothing to start
+    assert choose_producer("process", source(long), "none", cores=4) == "thread"
+    monkeypatch.undo()
     with pytest.raises(ConfigError, match="producer must be one of"):
         choose_producer("fork", source(long), "none")
     with pytest.raises(ConfigError, match="producer must be one of"):

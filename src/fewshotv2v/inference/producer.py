@@ -24,6 +24,8 @@ Where it runs (`Pipeline(producer=...)`, `inference.overlap`):
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -131,9 +133,10 @@ def process_inputs(plan: InputPlan) -> Iterator[FrameInput]:
 
 
 def can_use_process(source: DriveSource, backend: Any) -> bool:
-    """Whether a producer process could redo this job: a reopenable source, and no detector or a built-in
-    one by name."""
-    if source.reopen is None:
+    """Whether a producer process could redo this job: a reopenable source, no detector or a built-in one
+    by name, and a Python executable to start (`sys.executable` is empty or not Python where Python is
+    embedded in another program)."""
+    if source.reopen is None or not os.path.isfile(sys.executable or ""):  # an embedded interpreter
         return False
     if source.keypoints_given or backend in (None, "none"):
         return True
