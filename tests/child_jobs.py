@@ -53,3 +53,8 @@ class Unpicklable(Exception):
 
     def __reduce__(self):  # as a careless third-party exception would: the args do not rebuild it
         return (type(self), ())
+
+
+def loaded_modules(*_args):
+    """Whether torch is loaded in the child after unpickling `_args` (a producer's plan)."""
+    yield "torch" in sys.modules

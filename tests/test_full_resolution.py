@@ -490,3 +490,17 @@ def test_mediapipe_detects_in_a_producer_process_as_in_a_thread(tmp_path):
         assert pipe.last_producer == producer and pipe.last_stats.frames_without_person == 0
     for a, b in zip(frames["thread"], frames["process"], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_producer_process_never_imports_torch(one_thread):
+    """The plan (with its `Placement`) unpickles in the child without torch: it starts in a fraction of a
+    second and stays small."""
+    import child_jobs
+    from fewshotv2v.inference.overlap import prefetch_process
+
+    image, kps, mask = _photo()
+    pipe = _pipeline()
+    pipe.set_references([image], keypoints=[kps], masks=[mask])
+    plan = pipe._input_plan()
+    assert type(plan.frames).__name__ == "Placement"
+    assert list(prefetch_process(child_jobs.loaded_modules, (plan,))) == [False]
