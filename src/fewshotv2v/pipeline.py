@@ -43,6 +43,7 @@ from fewshotv2v.inference.references import Reference, largest, pick_reference_f
 from fewshotv2v.modes import MODES, keypoint_modes
 
 ImageLike = str | Path | np.ndarray
+PLATES = ("patches", "smooth")  # how the full-resolution pose plate is filled (`inference.plate`)
 
 if TYPE_CHECKING:  # framing imports torch; the pipeline module itself does not
     from fewshotv2v.inference.framing import Composer
@@ -97,6 +98,9 @@ class Pipeline:
         size: long side of the output (models with the warp composite: the reference photo's own framing,
             never upscaled; default 1024). Other models output their crop at the model's size.
         keep_centered: pose: the body stays where the reference stands (no global motion of the driver).
+        plate: pose at full resolution, how the background behind the reference person is filled where
+            the driven person leaves it: "patches" (the photo's own texture, `inference.plate`; about 2 s
+            once per reference) or "smooth" (a blurred fill of the surroundings, instant).
         hold_frames: driving frames without a person reuse the last keypoints for up to this many frames,
             then an empty label map is rendered (both counted in the result).
         smoothing: One-Euro smoothing of the driving keypoints.
@@ -121,6 +125,7 @@ class Pipeline:
         keep_centered: bool = False,
         prefetch: int = 2,
         producer: str = "auto",
+        plate: str = "patches",
     ):
         from fewshotv2v.inference.placement import DEFAULT_SIZE, MAX_SIZE
         from fewshotv2v.inference.producer import check_producer
@@ -145,6 +150,9 @@ class Pipeline:
         # Full-resolution output (SPEC §7) for models with the warp composite; the others output their crop.
         self.size = size if self.config.composite == "warp" else None
         self.keep_centered = keep_centered
+        if plate not in PLATES:
+            raise ConfigError(f"plate must be one of {', '.join(PLATES)}, got {plate!r}")
+        self.plate = plate
         self._composer: Composer | None = None  # made by set_references
         self.prefetch = prefetch
         self.producer = check_producer(producer)
@@ -241,7 +249,9 @@ class Pipeline:
         if self.size is not None:
             from fewshotv2v.inference.framing import Composer
 
-            self._composer = Composer(self.config, refs, self.device, keep_centered=self.keep_centered)
+            self._composer = Composer(
+                self.config, refs, self.device, keep_centered=self.keep_centered, plate=self.plate
+            )
         return refs
 
     @property

@@ -4,8 +4,8 @@ The generator works in a crop at the model's size (e.g. 128 x 64); the user sees
 own resolution (capped by `size`). Where each driving frame's crop goes on that canvas is decided by the
 producer stage (`inference.placement`, numpy only); this module is the torch side:
 
-- **canvas**: the first reference photo. pose: its background with the person filled in (the *plate*,
-  `models.composite.fill_background`) is the backdrop of every frame; face: the photo itself.
+- **canvas**: the first reference photo. pose: its background with the person filled in from the photo's
+  own texture (the *plate*, `inference.plate`) is the backdrop of every frame; face: the photo itself.
 - **compose**: the generator's flow, mask and H output (model size) are upsampled to the target box at
   canvas resolution; the reference is sampled at *its own* resolution through the flow, laid over the
   plate with the warped person mask, corrected by H's residual where the learned mask distrusts the warp,
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshotv2v.inference.placement import FrameTarget, Placement
+from fewshotv2v.inference.plate import fill_plate
 from fewshotv2v.models.composite import composite, fill_background, over_background
 from fewshotv2v.modes import get_mode
 from fewshotv2v.semantics.crops import crop_image
@@ -66,7 +67,7 @@ class Composer:
     docstring). `references` are `inference.references.Reference`s prepared with a `size`. Its
     `placement` (numpy) places the driving frames; `compose` pastes the generator's output."""
 
-    def __init__(self, config, references, device, *, keep_centered: bool = False):
+    def __init__(self, config, references, device, *, keep_centered: bool = False, plate: str = "patches"):
         from fewshotv2v.inference.compose import image_to_tensor
 
         self.config, self.mode, self.device = config, config.mode, device
@@ -88,7 +89,10 @@ class Composer:
         if self.has_mask:
             mask0 = torch.from_numpy(ref0.photo_mask)[None, None].to(device)
             dilate = max(2, round(0.01 * max(self.canvas_hw)))
-            self.backdrop = fill_background(canvas_t, mask0, dilate=dilate)  # the plate
+            if plate == "patches":  # the photo's own texture where the person was (`inference.plate`)
+                self.backdrop = fill_plate(canvas_t, mask0, dilate=dilate)
+            else:  # "smooth": push-pull, a blurred silhouette of the surroundings
+                self.backdrop = fill_background(canvas_t, mask0, dilate=dilate)
         else:
             self.backdrop = canvas_t
         self.placement = Placement(config, references, keep_centered=keep_centered)

@@ -1,0 +1,89 @@
+"""The full-resolution pose plate (`inference.plate`): the hole is filled with the photo's own texture."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fewshotv2v.inference.plate import fill_plate
+from fewshotv2v.models.composite import fill_background
+
+
+def _stripes(h=96, w=128, period=8) -> torch.Tensor:
+    """(1, 3, h, w) in [-1, 1]: vertical stripes (a texture a smooth fill cannot continue) over a ramp."""
+    x = torch.arange(w, dtype=torch.float32)
+    y = torch.arange(h, dtype=torch.float32)
+    stripes = ((x // (period // 2)) % 2) * 1.2 - 0.6  # (w,)
+    ramp = (y / h - 0.5) * 0.4  # (h,)
+    img = (stripes[None, :] + ramp[:, None]).clamp(-1, 1)
+    return torch.stack([img, 0.5 * img, -img])[None]
+
+
+def _hole(h=96, w=128, box=(30, 40, 66, 88)) -> torch.Tensor:
+    mask = torch.zeros(1, 1, h, w)
+    y0, x0, y1, x1 = box
+    mask[..., y0:y1, x0:x1] = 1.0
+    return mask
+
+
+def test_the_hole_gets_the_photos_texture_and_the_rest_is_untouched(one_thread):
+    image, mask = _stripes(), _hole()
+    patches = fill_plate(image, mask, dilate=2)
+    smooth = fill_background(image, mask, dilate=2)
+    grown = torch.nn.functional.max_pool2d(mask, 5, stride=1, padding=2) > 0.5
+    assert torch.equal(patches[~grown.expand_as(image)], image[~grown.expand_as(image)])
+    inside = grown.expand_as(image)
+    err_patches = (patches - image)[inside].abs().mean()
+    err_smooth = (smooth - image)[inside].abs().mean()
+    assert err_patches < 0.25 * err_smooth, (float(err_patches), float(err_smooth))
+    # the stripes carry on: the filled rows vary as much as the photo's own rows
+    assert patches[0, 0, 40:56, 48:80].std(dim=1).mean() > 0.8 * image[0, 0, 40:56, 48:80].std(dim=1).mean()
+
+
+def test_the_same_photo_always_gives_the_same_plate(one_thread):
+    image, mask = _stripes(), _hole()
+    assert torch.equal(fill_plate(image, mask), fill_plate(image, mask))
+
+
+def test_nothing_far_from_the_hole_is_copied_into_it(one_thread):
+    """Sources lie in a band round the hole: a distinct object across the photo stays where it is."""
+    gen = torch.Generator().manual_seed(0)
+    image = (torch.rand(1, 3, 160, 160, generator=gen) * 0.2 - 0.1).expand(1, 3, -1, -1).clone()
+    image[:, 0, 5:35, 120:155] = 1.0  # a red square in a far corner
+    image[:, 1:, 5:35, 120:155] = -1.0
+    mask = _hole(160, 160, (90, 20, 140, 70))
+    out = fill_plate(image, mask, dilate=2)
+    hole = torch.nn.functional.max_pool2d(mask, 5, stride=1, padding=2)[0, 0] > 0.5
+    assert out[0, 0][hole].max() < 0.5  # no red in the hole
+    assert torch.equal(out[..., 5:35, 120:155], image[..., 5:35, 120:155])
+
+
+@pytest.mark.parametrize("cover", [0.0, 1.0])
+def test_an_empty_or_a_full_mask_is_handled(cover):
+    image = _stripes(32, 40)
+    mask = torch.full((1, 1, 32, 40), cover)
+    out = fill_plate(image, mask, dilate=1)
+    assert out.shape == image.shape and torch.isfinite(out).all()
+    if cover == 0.0:
+        assert torch.equal(out, image)
+
+
+def test_the_pipeline_fills_the_plate_from_the_photo_unless_asked_for_the_smooth_fill(one_thread):
+    from fewshotv2v.data.synthetic import Pose, make_identity, render_person
+    from fewshotv2v.errors import ConfigError
+    from fewshotv2v.hub import resolve_model
+    from fewshotv2v.models.io import load_pretrained
+    from fewshotv2v.pipeline import Pipeline
+
+    image, kps, mask = render_person(make_identity(0), Pose(), (160, 128))
+    model, _ = load_pretrained(resolve_model("keypoint-warp"))
+    plates = {}
+    for plate in ("patches", "smooth"):
+        pipe = Pipeline(model, backend="none", device="cpu", plate=plate)
+        pipe.set_references([image], keypoints=[kps], masks=[mask])
+        plates[plate] = pipe._composer.backdrop
+    person = torch.from_numpy(mask > 0.5)
+    texture = {k: float(v[0, :, person].std(dim=1).mean()) for k, v in plates.items()}
+    assert texture["patches"] > 1.5 * texture["smooth"]  # the backdrop's texture, not a blur of it
+    with pytest.raises(ConfigError, match="plate must be one of"):
+        Pipeline(model, backend="none", device="cpu", plate="mirror")
