@@ -16,7 +16,7 @@ from fewshotv2v.data.synthetic import Pose, make_identity, motion, render_person
 from fewshotv2v.errors import ConfigError, InputError
 from fewshotv2v.models.composite import fill_background, similarity_flow, warp_base
 from fewshotv2v.models.flow import MASK_INIT_LOGIT
-from fewshotv2v.models.generator import Generator, keypoint_prior
+from fewshotv2v.models.generator import Generator, keypoint_prior, reference_explained
 from fewshotv2v.models.keypoint_warp import KeypointWarp
 from fewshotv2v.models.profile import example_keypoints
 
@@ -189,7 +189,8 @@ def test_keypoint_warp_is_the_prior_warp_with_no_weights(tmp_path):
     out = model(label, model.encode_references(images, labels, ref_kps), keypoints=kps)
     r = int(out.ref_index[0])
     person = labels[:, r, 3:4]
-    flow, coverage = keypoint_prior(cfg, ref_kps[:, r], kps, None, person)
+    explained = reference_explained(cfg, labels, ref_kps)[:, r]  # where the reference's parts lie
+    flow, coverage = keypoint_prior(cfg, ref_kps[:, r], kps, None, person, explained)
     background = fill_background(images[:, r], person)
     expected = warp_base(images[:, r], flow, person, background, coverage)[0]
     assert torch.allclose(out.image, expected, atol=1e-5)

@@ -171,6 +171,40 @@ def test_bent_elbow_moves_only_forearm_and_hand():
         assert _at(coverage, p)[0] > 0.99
 
 
+def test_the_person_no_part_explains_stays_covered_and_a_moved_arm_leaves_its_old_place():
+    """A half-body reference (hips, legs and the left arm not detected): the torso and the left arm have no
+    part of their own, so without `ref_explained` the coverage misses them and the background would show
+    through the person; with it they stay, while the right forearm, which has a part, still leaves its old
+    place (no ghost)."""
+    _, ref, mask = _person()
+    missing = [kp.MID_HIP, kp.R_HIP, kp.L_HIP, *range(kp.R_KNEE, kp.L_ANKLE + 1), *range(19, 25)]
+    missing += [kp.L_ELBOW, kp.L_WRIST, *range(kp.LEFT_HAND.start, kp.LEFT_HAND.stop)]
+    ref = ref.clone()
+    ref[missing, 2] = 0.0
+    elbow = ref[kp.R_ELBOW, :2]
+    drive = _rotate_about(ref, _forearm_and_hand(), elbow, 1.2)  # the right forearm swings up
+    m = mask.float()[None, None]
+    explained = prior.parts_coverage(ref, POSE_HW, mask=m)
+    _, before = pose_prior_flow(ref, drive, POSE_HW, ref_mask=m)
+    _, after = pose_prior_flow(ref, drive, POSE_HW, ref_mask=m, ref_explained=explained)
+    belly = _waist(mask)
+    left_hand = _person()[1][kp.L_WRIST, :2]  # the undetected left hand, still in the mask
+    assert _at(before, belly)[0] < 0.2 and _at(after, belly)[0] > 0.9
+    assert _at(after, left_hand)[0] > 0.9
+    old_wrist = ref[kp.R_WRIST, :2]  # the forearm moved away from here: not kept
+    assert _at(after, old_wrist)[0] < 0.2
+    assert torch.all(after >= before - 1e-6)  # only ever adds to the coverage
+
+
+def _waist(mask: torch.Tensor) -> torch.Tensor:
+    """(x, y): the centre of the person mask's rows at 45..55 % of its height (below the shoulders' parts,
+    the hips undetected in the test above)."""
+    ys, xs = torch.nonzero(mask > 0.5, as_tuple=True)
+    low = ys > ys.min() + 0.45 * (ys.max() - ys.min())
+    low &= ys < ys.min() + 0.55 * (ys.max() - ys.min())
+    return torch.stack([xs[low].float().mean(), ys[low].float().mean()])
+
+
 def test_missing_hand_points_follow_the_forearm():
     """Bend the elbow and also turn the hand about the wrist in the driving frame. With hand keypoints the
     hand follows its own motion; with the reference hand missing it follows the forearm."""

@@ -52,6 +52,7 @@ class ReferenceState:
     ref_labels: torch.Tensor  # (B, K, C, H, W)
     ref_keypoints: torch.Tensor | None = None  # (B, K, 137, 3) crop pixels (flow prior)
     backgrounds: torch.Tensor | None = None  # (B, K, 3, H, W) references with the person filled in
+    explained: torch.Tensor | None = None  # (B, K, 1, H, W) where the references' body parts lie (pose prior)
     bottleneck: torch.Tensor | None = None
     weights: GeneratedWeights | None = None
     feat_img: torch.Tensor | None = None
@@ -81,15 +82,16 @@ class GeneratorOutput:
     coverage: torch.Tensor | None = None  # (B, 1, H, W) the prior's map of the target body (flow prior)
 
 
-def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None, ref_mask=None):
+def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None, ref_mask=None, explained=None):
     """The SPEC §7 prior at the model's size: (flow (B, 2, H, W) target-crop -> reference-crop pixels,
     coverage (B, 1, H, W): where the target's body is, in [0, 1]).
 
     ref_kps / drive_kps (B, 137, 3) in their own crops' pixels; `transform (B, 3)` = (a, cx, cy) maps
     target-crop to reference-crop pixels (a static background moves by it); `ref_mask (B, 1, H, W)` the
-    reference's person mask (limb widths). The prior is computed with the reference brought into the
-    target crop (T^-1), so "no motion" means "the background stays", then composed with T:
-    flow(p) = T(p + f(p)) - p.
+    reference's person mask (limb widths) and `explained (B, 1, H, W)` where its body parts lie
+    (`reference_explained`: the rest of the person stays in the coverage). The prior is computed with the
+    reference brought into the target crop (T^-1), so "no motion" means "the background stays", then
+    composed with T: flow(p) = T(p + f(p)) - p.
     """
     from fewshotv2v.models.prior import prior_flow
 
@@ -97,13 +99,15 @@ def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None, ref_
     if transform is None:
         if ref_mask is not None:
             kw["ref_mask"] = ref_mask
+            kw["ref_explained"] = explained
         flow, coverage = prior_flow(config.mode, ref_kps, drive_kps, config.size, **kw)
         return flow, _loosen(coverage)
     a, c = transform[:, :1, None].float(), transform[:, None, 1:].float()  # (B, 1, 1), (B, 1, 2)
     ref_in_target = torch.cat([(ref_kps[..., :2].float() - c) / a, ref_kps[..., 2:].float()], dim=-1)
     camera = C.similarity_flow(transform, config.size)
-    if ref_mask is not None:  # the mask too, brought into the target crop
+    if ref_mask is not None:  # the mask too, brought into the target crop (and where its parts lie)
         kw["ref_mask"] = warp(ref_mask.float(), camera)
+        kw["ref_explained"] = warp(explained.float(), camera) if explained is not None else None
     f, coverage = prior_flow(config.mode, ref_in_target, drive_kps, config.size, **kw)  # (B, 2|1, H, W)
     return camera + a[..., None] * f, _loosen(coverage)
 
@@ -142,6 +146,27 @@ def reference_person(config: ModelConfig, refs, rows, ref_index):
     if config.person_channel is None:
         return None
     return refs.ref_labels[rows, ref_index, config.person_channel][:, None]
+
+
+def reference_explained(config: ModelConfig, ref_labels, ref_keypoints) -> torch.Tensor | None:
+    """(B, K, 1, H, W): where each reference's body parts lie (`prior.parts_coverage`, limb widths from its
+    person mask), for the pose prior with a person mask; else None. Once per set of references: the prior
+    adds the person's other pixels to every frame's coverage."""
+    if config.mode != "pose" or not config.uses_keypoints or config.person_channel is None:
+        return None
+    if ref_keypoints is None:
+        return None
+    from fewshotv2v.models.prior import parts_coverage
+
+    person = ref_labels[:, :, config.person_channel : config.person_channel + 1].flatten(0, 1).float()
+    covered = parts_coverage(ref_keypoints.flatten(0, 1), config.size, mask=person)
+    return covered.unflatten(0, ref_labels.shape[:2])
+
+
+def reference_chosen(refs, name: str, rows, ref_index):
+    """`refs.<name>` (B, K, ...) at each sample's chosen reference -> (B, ...), or None."""
+    value = getattr(refs, name)
+    return value[rows, ref_index] if value is not None else None
 
 
 def reference_backgrounds(config: ModelConfig, ref_images, ref_labels) -> torch.Tensor | None:
@@ -333,6 +358,7 @@ class Generator(nn.Module):
         f_img, f_lab = self.ref_encoder.stem(ref_images.flatten(0, 1), ref_labels.flatten(0, 1))
         state = ReferenceState(ref_images, ref_labels, ref_keypoints=ref_keypoints)
         state.backgrounds = reference_backgrounds(self.config, ref_images, ref_labels)
+        state.explained = reference_explained(self.config, ref_labels, ref_keypoints)
         if k == 1:
             state.bottleneck, pooled = self.ref_encoder.finish(f_img, f_lab)
             state.weights = self.weight_generator(pooled)
@@ -397,6 +423,7 @@ class Generator(nn.Module):
                 keypoints,
                 transform,
                 reference_person(self.config, refs, rows, ref_index),
+                reference_chosen(refs, "explained", rows, ref_index),
             )
             prior_image = warp(ref_image, prior)
 

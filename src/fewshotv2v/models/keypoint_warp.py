@@ -20,6 +20,8 @@ from fewshotv2v.models.generator import (
     ReferenceState,
     keypoint_prior,
     reference_backgrounds,
+    reference_chosen,
+    reference_explained,
     reference_person,
     warp_reference,
 )
@@ -48,6 +50,7 @@ class KeypointWarp(nn.Module):
             raise InputError("keypoint-warp needs the reference keypoints (ref_keypoints=)")
         state = ReferenceState(ref_images, ref_labels, ref_keypoints=ref_keypoints)
         state.backgrounds = reference_backgrounds(self.config, ref_images, ref_labels)
+        state.explained = reference_explained(self.config, ref_labels, ref_keypoints)
         return state
 
     def forward(self, label, refs: ReferenceState, prev_image=None, prev_label=None, *, keypoints=None,
@@ -59,8 +62,9 @@ class KeypointWarp(nn.Module):
         ref_index = closest_reference(refs.ref_keypoints, keypoints)  # K > 1: the most similar pose
         transform = ref_transform[rows, ref_index] if ref_transform is not None else None
         person = reference_person(self.config, refs, rows, ref_index)
+        explained = reference_chosen(refs, "explained", rows, ref_index)
         flow, coverage = keypoint_prior(
-            self.config, refs.ref_keypoints[rows, ref_index], keypoints, transform, person
+            self.config, refs.ref_keypoints[rows, ref_index], keypoints, transform, person, explained
         )
         image = warp_reference(self.config, refs, rows, ref_index, flow, transform, coverage)
         trust_all = torch.zeros_like(image[:, :1])  # mask_ref = 1 - trust: the warp is trusted everywhere

@@ -275,6 +275,7 @@ def pose_prior_flow(
     size: tuple[int, int],
     *,
     ref_mask: Tensor | None = None,
+    ref_explained: Tensor | None = None,
     threshold: float = 0.05,
     stride: int | None = None,
 ) -> tuple[Tensor, Tensor]:
@@ -300,6 +301,11 @@ def pose_prior_flow(
     (`body_parts.mask_radius`) and mapped to the target by the part's scale. Weights and coverage are
     smooth: they are evaluated every ``stride`` pixels (default: about 256 samples along the longer side)
     and upsampled; the blended similarity is then applied at every pixel.
+
+    ``ref_explained`` (B, 1, H, W), `parts_coverage` of the reference (with ``ref_mask``): the reference
+    person's pixels that no part covers (the torso of a half-body photo whose hips are out of the frame, a
+    held object beyond the hand) are added to the coverage where the flow takes them: the flow leaves
+    them about in place, and they stay instead of giving way to the background.
     """
     ref = _as_batch(ref_kps, "ref_kps")
     drive = _as_batch(drive_kps, "drive_kps").to(ref.device)
@@ -335,22 +341,54 @@ def pose_prior_flow(
     d = parts.part_distance(drive_xy, drive_ok, tab, x, y)  # (B, P, h', w')
     r = radius[..., None, None]
     present = d < parts.FAR
+    spacing = max((w - 1) / max(x.shape[1] - 1, 1), (h - 1) / max(y.shape[0] - 1, 1))  # pixels per sample
     # exponents are clamped at -80 (e^-80 ~ 1e-35): no float32 denormals, which are slow on CPUs; this
     # only changes weights that are ~0 anyway
     logits = torch.where(present, (-(d / r).square() / 2).clamp(min=-80), -1e30)
     blend = torch.softmax(logits, 1)  # (B, P, h', w')
     keep = torch.exp((-((d - r).clamp(min=0) / (_FALLOFF * r)).square() / 2).clamp(min=-80))
     keep = torch.where(present, keep, 0.0)
-    spacing = max((w - 1) / max(x.shape[1] - 1, 1), (h - 1) / max(y.shape[0] - 1, 1))  # pixels per sample
-    edge = (_EDGE * r).clamp(min=0.5 * spacing)  # no edge sharper than the sampling grid (aliasing)
-    inside = torch.where(present, torch.sigmoid((r - d) / edge), 0.0)
+    inside = _inside(d, r, spacing)
     union = torch.cat([keep, inside], 1).unflatten(1, (2, -1))  # (B, 2, P, h', w')
     falloff, coverage = _upsample(1 - torch.prod(1 - union, 2), h, w).split(1, 1)  # (B, 1, H, W) each
 
     coef = torch.cat([a - torch.tensor([1.0, 0.0], device=device), t], -1)  # (B, P, 4): T(p) - p terms
     coef = _upsample(torch.einsum("bphw,bpk->bkhw", blend, coef), h, w)  # (B, 4, H, W)
     flow = _affine_flow(coef, h, w) * falloff
+    if ref_explained is not None and ref_mask is not None:
+        unexplained = mask * (1 - ref_explained.to(mask.dtype))
+        coverage = torch.maximum(coverage, warp(unexplained, flow))
     return flow, coverage
+
+
+def _inside(d: Tensor, r: Tensor, spacing: float) -> Tensor:
+    """(B, P, h', w') soft inside-the-part of distances `d` to parts of radius `r` (B, P, 1, 1): a logistic
+    edge at d = r, no sharper than the sampling grid (aliasing); 0 for missing parts."""
+    edge = (_EDGE * r).clamp(min=0.5 * spacing)
+    return torch.where(d < parts.FAR, torch.sigmoid((r - d) / edge), 0.0)
+
+
+def parts_coverage(
+    kps: Tensor, size: tuple[int, int], *, mask: Tensor | None = None, threshold: float = 0.05,
+    stride: int | None = None,
+) -> Tensor:  # fmt: skip
+    """(B, 1, H, W) in [0, 1]: where the body parts of `kps` (B, 137, 3) lie (1 - prod_i (1 - inside_i),
+    the coverage of `pose_prior_flow` for a person standing still). With `mask` (the person mask) the limb
+    radii are measured in it. Computed once per reference (`pose_prior_flow(ref_explained=...)`)."""
+    xy_kps = _as_batch(kps, "kps")
+    h, w = int(size[0]), int(size[1])
+    device = xy_kps.device
+    tab = parts.tables(device)
+    xy, ok = _split(xy_kps, threshold)
+    radius = (tab["radius"] * parts.person_size(xy, ok)[:, None]).clamp(min=1.0)  # (B, P)
+    if mask is not None:
+        mask = _as_mask(mask, xy.shape[0], (h, w), device)
+        limb = parts.mask_radius(mask, xy, ok, radius[:, tab["limbs"]], tab)
+        radius = radius.index_copy(1, tab["limbs"], limb.clamp(min=1.0))
+    x, y = _grid(h, w, device, _auto_stride(h, w, stride, samples=256))
+    spacing = max((w - 1) / max(x.shape[1] - 1, 1), (h - 1) / max(y.shape[0] - 1, 1))
+    inside = _inside(parts.part_distance(xy, ok, tab, x, y), radius[..., None, None], spacing)
+    return _upsample(1 - torch.prod(1 - inside, 1, keepdim=True), h, w)
 
 
 # ----------------------------------------------------------------------------------------- dispatch
