@@ -127,6 +127,7 @@ def test_ctrl_c_in_the_consumer_leaves_no_thread_and_no_file(model_dir, drive, t
     pipe = _pipe(model_dir)
     pipe.producer = producer
     kps = [person_keypoints((80, 60), 0.4 * i) for i in range(8)]
+    before = set(_child_processes())  # other tests' servers may be running
 
     def on_frame(done, total, fps):
         if done == 3:
@@ -138,7 +139,7 @@ def test_ctrl_c_in_the_consumer_leaves_no_thread_and_no_file(model_dir, drive, t
             drive_keypoints=kps, on_frame=on_frame,
         )  # fmt: skip
     assert list(tmp_path.iterdir()) == [] and _stage_threads() == []
-    assert pipe.last_producer == producer and _child_processes() == []
+    assert pipe.last_producer == producer and set(_child_processes()) <= before
 
 
 def test_overlapped_synthesis_writes_every_frame(model_dir, drive, tmp_path, one_thread):
