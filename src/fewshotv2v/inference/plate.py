@@ -74,7 +74,7 @@ def _search_level(img, hole, offsets, generator, iterations: int):
     inner[r : h - r, r : w - r] = True
     band = max(r + 1, round(BAND * max(h, w)))
     sources = ~_grow(hole, r) & inner & _grow(hole, band)  # whole patch known, near the hole
-    targets = _grow(hole, r) & inner  # patches that touch the hole
+    targets = _grow(hole, r)  # patches that touch the hole (at the photo's edge too: zero-padded)
     ty, tx = ys[targets], xs[targets]
     pool_y, pool_x = ys[sources], xs[sources]
     n = len(ty)
@@ -116,9 +116,11 @@ def _search_level(img, hole, offsets, generator, iterations: int):
         weights = torch.zeros(h * w)
         for dy in range(-r, r + 1):
             for dx in range(-r, r + 1):
-                at = (ty + dy) * w + (tx + dx)
-                total.index_add_(1, at, img[:, sy + dy, sx + dx] * weight)
-                weights.index_add_(0, at, weight)
+                y, x = ty + dy, tx + dx
+                on = (y >= 0) & (y < h) & (x >= 0) & (x < w)  # a patch at the edge votes inside only
+                at = (y * w + x)[on]
+                total.index_add_(1, at, img[:, sy[on] + dy, sx[on] + dx] * weight[on])
+                weights.index_add_(0, at, weight[on])
         voted = (total / weights.clamp(min=1e-9)).view(c, h, w)
         img = torch.where((weights > 0).view(h, w) & hole, voted, img)
     offsets = torch.zeros(2, h, w, dtype=torch.long)
