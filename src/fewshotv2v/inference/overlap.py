@@ -73,19 +73,34 @@ def prefetch(iterable: Iterable[T], depth: int = 2, *, name: str = "fsv2v-prefet
     return _prefetch(iterable, depth, name)
 
 
+def _put_unless_stopped(items: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Put `item` unless the consumer has stopped (a full queue would otherwise block forever)."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _until_end(items: queue.Queue) -> Iterator[Any]:
+    """The queued items up to the end marker; a carried exception is raised."""
+    while True:
+        item = items.get()
+        if isinstance(item, _End):
+            return
+        if isinstance(item, _Raised):
+            raise item.exc  # a thread's: its __traceback__ still holds the producer's frames
+        yield item
+
+
 def _prefetch(iterable: Iterable[T], depth: int, name: str) -> Iterator[T]:
     items: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def put(item: Any) -> bool:
-        """Put unless the consumer has stopped (a full queue would otherwise block forever)."""
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _put_unless_stopped(items, item, stop)
 
     def produce() -> None:
         iterator = None
@@ -106,13 +121,7 @@ def _prefetch(iterable: Iterable[T], depth: int, name: str) -> Iterator[T]:
     thread.start()
     failing = False
     try:
-        while True:
-            item = items.get()
-            if isinstance(item, _End):
-                return
-            if isinstance(item, _Raised):
-                raise item.exc  # its __traceback__ still holds the producer's frames
-            yield item
+        yield from _until_end(items)
     except BaseException:  # an error, Ctrl-C or SIGTERM is already being reported: no second line
         failing = True
         raise
@@ -196,13 +205,7 @@ def _prefetch_process(make, args, depth: int, name: str) -> Iterator[Any]:
             if item is None:
                 code = process.wait()
                 item = _Raised(ProducerError(f"{name} process stopped unexpectedly (exit code {code})"))
-            while not stop.is_set():
-                try:
-                    items.put(item, timeout=_POLL_S)
-                    break
-                except queue.Full:
-                    continue
-            if isinstance(item, _End | _Raised):
+            if not _put_unless_stopped(items, item, stop) or isinstance(item, _End | _Raised):
                 return
 
     reader = threading.Thread(target=read, name=f"{name}-reader", daemon=True)
@@ -212,13 +215,7 @@ def _prefetch_process(make, args, depth: int, name: str) -> Iterator[Any]:
         send(process.stdin, (make, args))
         process.stdin.close()
         reader.start()
-        while True:
-            item = items.get()
-            if isinstance(item, _End):
-                return
-            if isinstance(item, _Raised):
-                raise item.exc
-            yield item
+        yield from _until_end(items)
     except BaseException:  # an error, Ctrl-C or SIGTERM is already being reported: no second line
         failing = True
         raise
