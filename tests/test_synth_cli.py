@@ -160,6 +160,8 @@ def test_bad_inputs_are_one_line_errors(model_dir, media, tmp_path):
     assert result.exit_code == 16 and "fp16" in _one_line_error(result)
     result = _synth(model_dir, refs[:1], drive, out, "--dtype", "fp8")
     assert result.exit_code == 2 and "dtype" in _one_line_error(result)
+    result = _synth(model_dir, refs[:1], drive, out, "--plate", "mirror")
+    assert result.exit_code == 2 and "plate must be one of patches, smooth" in _one_line_error(result)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")
     cases.append(((model_dir, refs[:1], broken, out), 3, str(broken)))

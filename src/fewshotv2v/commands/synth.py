@@ -91,6 +91,14 @@ def synth(
             "global motion (pose).",
         ),
     ] = None,
+    plate: Annotated[
+        str | None,
+        typer.Option(
+            "--plate",
+            help="Pose: fill the background where the person moves away from the photo's own texture "
+            "(patches, about 2 s once) or with a smooth blur of it (smooth, instant) (default: patches)",
+        ),
+    ] = None,
     threads: _common.ThreadsOption = None,
     overwrite: Annotated[
         bool | None, typer.Option("--overwrite", help="Replace an existing output file.")
@@ -102,7 +110,10 @@ def synth(
     settings = _common.settings(device=device, dtype=dtype, model=model, threads=threads)
     _common.apply_threads(settings, detector=True)  # the detector runs beside the model
     # the same loader as `fsv2v app`
-    pipe = load_pipeline(settings, backend=backend, mode=mode, size=size, keep_centered=bool(keep_centered))
+    options = {"plate": plate} if plate is not None else {}
+    pipe = load_pipeline(
+        settings, backend=backend, mode=mode, size=size, keep_centered=bool(keep_centered), **options
+    )
     with _common.progress(total_known=False) as bar:
         task = bar.add_task("references", total=None, status="")
 
