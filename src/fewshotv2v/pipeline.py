@@ -366,7 +366,7 @@ class Pipeline:
 
     def _stream(self, source, side_by_side: bool) -> Iterator[np.ndarray]:
         from fewshotv2v.inference import overlap
-        from fewshotv2v.inference.producer import choose_producer, frame_inputs, process_inputs
+        from fewshotv2v.inference.producer import choose_producer, detects, frame_inputs, process_inputs
         from fewshotv2v.threads import detector_threads
 
         stats = self.last_stats = DriveStats()
@@ -374,11 +374,16 @@ class Pipeline:
         where = "serial" if self.prefetch <= 0 else choose_producer(self.producer, source, self._backend_spec)
         self.last_producer, detector = where, None
         if where == "process":  # it reopens the video and makes its own detector
-            plan.source, plan.backend = source.reopen, None if source.keypoints_given else self._backend_spec
+            plan.source = source.reopen
+            plan.backend = self._backend_spec if detects(source, self._backend_spec) else None
             plan.detector_threads = detector_threads()  # the share it would have in this process
             inputs = overlap.prefetch_process(process_inputs, (plan,), self.prefetch, name="fsv2v-inputs")
         else:
-            detector = open_detector(self._backend_spec, static=False) if not source.keypoints_given else None
+            detector = (
+                open_detector(self._backend_spec, static=False)
+                if detects(source, self._backend_spec)
+                else None
+            )
             inputs = frame_inputs(plan, source, detector)
             if where == "thread":  # decode .. label map in a producer thread, ahead of the model
                 inputs = overlap.prefetch(inputs, self.prefetch, name="fsv2v-inputs")
@@ -403,7 +408,6 @@ class Pipeline:
             else LabelMaker(self.config, self.references[0].keypoints)
         )
         return InputPlan(
-            mode=self.mode,
             frames=frames,
             labels=labels,
             keep_images=keep_images,

@@ -63,7 +63,6 @@ class InputPlan:
     `drive_source` arguments, the detector's name (None: keypoints given) and the thread plan's share.
     """
 
-    mode: str
     frames: LabelMaker | Placement
     labels: bool = True
     keep_images: bool = False
@@ -97,7 +96,7 @@ def frame_inputs(plan: InputPlan, source: DriveSource, detector) -> Iterator[Fra
     counts = DriveStats()  # the producer's own counts, handed over with each frame
     keypoints = DrivingKeypoints(
         detector,
-        mode=plan.mode,
+        mode=plan.frames.mode,
         hold_frames=plan.hold_frames,
         smoothing=plan.smoothing,
         fps=source.fps,
@@ -132,13 +131,18 @@ def process_inputs(plan: InputPlan) -> Iterator[FrameInput]:
         close_detector(detector, plan.backend)
 
 
+def detects(source: DriveSource, backend: Any) -> bool:
+    """Whether this job runs a detector (the keypoints do not come with the frames)."""
+    return not (source.keypoints_given or backend in (None, "none"))
+
+
 def can_use_process(source: DriveSource, backend: Any) -> bool:
     """Whether a producer process could redo this job: a reopenable source, no detector or a built-in one
     by name, and a Python executable to start (`sys.executable` is empty or not Python where Python is
     embedded in another program)."""
     if source.reopen is None or not os.path.isfile(sys.executable or ""):  # an embedded interpreter
         return False
-    if source.keypoints_given or backend in (None, "none"):
+    if not detects(source, backend):
         return True
     from fewshotv2v.semantics.backends import is_builtin
 
@@ -159,8 +163,8 @@ def choose_producer(choice: str, source: DriveSource, backend: Any, *, cores: in
         return "thread"
     if choice == "process":
         return "process"
-    if not (source.keypoints_given or backend in (None, "none")):
-        return "thread"  # a detector: see the module docstring
+    if detects(source, backend):
+        return "thread"  # see the module docstring
     from fewshotv2v.threads import available_cores
 
     cores = available_cores() if cores is None else cores
@@ -175,6 +179,7 @@ __all__ = [
     "check_producer",
     "choose_producer",
     "close_detector",
+    "detects",
     "frame_inputs",
     "open_detector",
     "process_inputs",

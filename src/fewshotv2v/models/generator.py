@@ -152,9 +152,7 @@ def reference_explained(config: ModelConfig, ref_labels, ref_keypoints) -> torch
     """(B, K, 1, H, W): where each reference's body parts lie (`prior.parts_coverage`, limb widths from its
     person mask), for the pose prior with a person mask; else None. Once per set of references: the prior
     adds the person's other pixels to every frame's coverage."""
-    if config.mode != "pose" or not config.uses_keypoints or config.person_channel is None:
-        return None
-    if ref_keypoints is None:
+    if not config.uses_keypoints or config.person_channel is None or ref_keypoints is None:
         return None
     from fewshotv2v.models.prior import parts_coverage
 
@@ -163,10 +161,9 @@ def reference_explained(config: ModelConfig, ref_labels, ref_keypoints) -> torch
     return covered.unflatten(0, ref_labels.shape[:2])
 
 
-def reference_chosen(refs, name: str, rows, ref_index):
-    """`refs.<name>` (B, K, ...) at each sample's chosen reference -> (B, ...), or None."""
-    value = getattr(refs, name)
-    return value[rows, ref_index] if value is not None else None
+def explained_at(refs, rows, ref_index):
+    """(B, 1, H, W) `refs.explained` of the chosen reference, or None (see `reference_explained`)."""
+    return refs.explained[rows, ref_index] if refs.explained is not None else None
 
 
 def reference_backgrounds(config: ModelConfig, ref_images, ref_labels) -> torch.Tensor | None:
@@ -423,7 +420,7 @@ class Generator(nn.Module):
                 keypoints,
                 transform,
                 reference_person(self.config, refs, rows, ref_index),
-                reference_chosen(refs, "explained", rows, ref_index),
+                explained_at(refs, rows, ref_index),
             )
             prior_image = warp(ref_image, prior)
 

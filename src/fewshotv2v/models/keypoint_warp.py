@@ -18,9 +18,9 @@ from fewshotv2v.errors import ConfigError, InputError
 from fewshotv2v.models.generator import (
     GeneratorOutput,
     ReferenceState,
+    explained_at,
     keypoint_prior,
     reference_backgrounds,
-    reference_chosen,
     reference_explained,
     reference_person,
     warp_reference,
@@ -62,7 +62,7 @@ class KeypointWarp(nn.Module):
         ref_index = closest_reference(refs.ref_keypoints, keypoints)  # K > 1: the most similar pose
         transform = ref_transform[rows, ref_index] if ref_transform is not None else None
         person = reference_person(self.config, refs, rows, ref_index)
-        explained = reference_chosen(refs, "explained", rows, ref_index)
+        explained = explained_at(refs, rows, ref_index)
         flow, coverage = keypoint_prior(
             self.config, refs.ref_keypoints[rows, ref_index], keypoints, transform, person, explained
         )

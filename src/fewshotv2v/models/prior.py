@@ -102,6 +102,11 @@ def _grid(h: int, w: int, device, stride: int = 1) -> tuple[Tensor, Tensor]:
     return axis(w)[None], axis(h)[:, None]
 
 
+def _spacing(x: Tensor, y: Tensor, h: int, w: int) -> float:
+    """Pixels per sample of a `_grid` (x (1, w'), y (h', 1)) over an (h, w) image, the coarser axis."""
+    return max((w - 1) / max(x.shape[1] - 1, 1), (h - 1) / max(y.shape[0] - 1, 1))
+
+
 def _upsample(field: Tensor, h: int, w: int) -> Tensor:
     """(B, C, h', w') smooth field sampled by `_grid` -> (B, C, H, W)."""
     if field.shape[-2:] == (h, w):
@@ -341,7 +346,7 @@ def pose_prior_flow(
     d = parts.part_distance(drive_xy, drive_ok, tab, x, y)  # (B, P, h', w')
     r = radius[..., None, None]
     present = d < parts.FAR
-    spacing = max((w - 1) / max(x.shape[1] - 1, 1), (h - 1) / max(y.shape[0] - 1, 1))  # pixels per sample
+    spacing = _spacing(x, y, h, w)
     # exponents are clamped at -80 (e^-80 ~ 1e-35): no float32 denormals, which are slow on CPUs; this
     # only changes weights that are ~0 anyway
     logits = torch.where(present, (-(d / r).square() / 2).clamp(min=-80), -1e30)
@@ -386,8 +391,7 @@ def parts_coverage(
         limb = parts.mask_radius(mask, xy, ok, radius[:, tab["limbs"]], tab)
         radius = radius.index_copy(1, tab["limbs"], limb.clamp(min=1.0))
     x, y = _grid(h, w, device, _auto_stride(h, w, stride, samples=256))
-    spacing = max((w - 1) / max(x.shape[1] - 1, 1), (h - 1) / max(y.shape[0] - 1, 1))
-    inside = _inside(parts.part_distance(xy, ok, tab, x, y), radius[..., None, None], spacing)
+    inside = _inside(parts.part_distance(xy, ok, tab, x, y), radius[..., None, None], _spacing(x, y, h, w))
     return _upsample(1 - torch.prod(1 - inside, 1, keepdim=True), h, w)
 
 
