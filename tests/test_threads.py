@@ -79,3 +79,16 @@ def test_demo_applies_the_thread_setting(tmp_path, monkeypatch, one_thread):
     result = CliRunner().invoke(app, [*args, "--overwrite", "--threads", "1"])  # the flag wins
     assert result.exit_code == 0 and "threads: torch 1" in result.output
     assert torch.get_num_threads() == 1
+
+
+def test_a_producer_process_takes_the_callers_detector_share(monkeypatch):
+    """A producer process has no torch to apply a plan to; it is given the detector's share of the
+    caller's plan, which its detector sessions then read (`detector_threads`)."""
+    from fewshotv2v import threads
+
+    monkeypatch.setitem(threads._APPLIED, "plan", plan_threads(4, detector=True, cores=8))
+    threads.use_detector_threads(3)
+    plan = threads.applied_plan()
+    assert threads.detector_threads() == 3 and (plan.torch, plan.budget) == (2, 4)
+    threads.use_detector_threads(0)  # never below one thread
+    assert threads.detector_threads() == 1

@@ -27,6 +27,7 @@ time, so they share it, each at least one thread. What applies it (`apply_thread
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -123,7 +124,7 @@ def applied_plan() -> ThreadPlan | None:
 def use_detector_threads(n: int) -> None:
     """In a producer process (no torch there): the detector's share of the caller's plan."""
     base = _APPLIED["plan"] or plan_threads(detector=True)
-    _APPLIED["plan"] = ThreadPlan(base.cores, base.budget, base.torch, max(1, int(n)), base.source)
+    _APPLIED["plan"] = dataclasses.replace(base, detector=max(1, int(n)))
 
 
 def detector_threads() -> int:
