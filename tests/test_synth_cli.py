@@ -71,6 +71,21 @@ def test_synth_end_to_end_with_audio(model_dir, media, tmp_path):
     assert "8 frames in" in summary and "frames/s" in summary and str(out) in summary
 
 
+def test_the_producer_setting_reaches_the_pipeline_and_a_bad_one_is_one_line(
+    model_dir, tmp_path, monkeypatch
+):
+    from fewshotv2v.inference.loading import load_pipeline
+    from fewshotv2v.settings import load_settings
+
+    monkeypatch.setenv("FSV2V_PRODUCER", "thread")
+    assert (
+        load_pipeline(load_settings(device="cpu"), model=str(model_dir), backend="none").producer == "thread"
+    )
+    monkeypatch.setenv("FSV2V_PRODUCER", "fork")
+    result = _synth(model_dir, [tmp_path / "ref.png"], tmp_path / "drive.mp4", tmp_path / "out.mp4")
+    assert result.exit_code == 2 and "invalid setting producer" in _one_line_error(result)
+
+
 def test_three_references_start_and_side_by_side(model_dir, media, tmp_path):
     from fewshotv2v.video import probe
 
