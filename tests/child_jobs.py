@@ -58,3 +58,8 @@ class Unpicklable(Exception):
 def loaded_modules(*_args):
     """Whether torch is loaded in the child after unpickling `_args` (a producer's plan)."""
     yield "torch" in sys.modules
+
+
+def imported(*names: str):
+    """Whether each module is already loaded when the job starts (a `ProducerProcess` preload)."""
+    yield [name in sys.modules for name in names]

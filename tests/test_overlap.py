@@ -10,7 +10,13 @@ import traceback
 import pytest
 
 from fewshotv2v.errors import InputError
-from fewshotv2v.inference.overlap import BackgroundWriter, ProducerError, prefetch, prefetch_process
+from fewshotv2v.inference.overlap import (
+    BackgroundWriter,
+    ProducerError,
+    ProducerProcess,
+    prefetch,
+    prefetch_process,
+)
 
 
 def _threads(prefix: str = "fsv2v-") -> list[str]:
@@ -271,3 +277,28 @@ def test_process_rejects_a_zero_depth():
 
     with pytest.raises(ValueError, match="depth"):
         prefetch_process(child_jobs.count, (1,), depth=0)
+
+
+def test_a_process_started_ahead_imports_its_preload_before_the_job_and_is_used_up_by_it():
+    import child_jobs
+
+    started = ProducerProcess(["fewshotv2v.inference.producer", "no_such_module_here"])
+    time.sleep(0.5)  # the caller's own setup; a missing module is only a lost head start
+    pid = started.process.pid
+    names = ("fewshotv2v.inference.producer", "fewshotv2v.video")
+    assert list(prefetch_process(child_jobs.imported, names, started=started)) == [[True, False]]
+    assert _gone(pid) and _threads() == []
+
+
+def test_a_process_started_ahead_but_never_given_a_job_is_stopped():
+    import child_jobs
+
+    with ProducerProcess(["fewshotv2v.inference.producer"]) as started:
+        pid = started.process.pid
+        assert not _gone(pid)
+    assert _gone(pid)
+    started.close()  # twice is harmless
+    unused = ProducerProcess()
+    with pytest.raises(ValueError, match="depth"):
+        prefetch_process(child_jobs.count, (1,), depth=0, started=unused)
+    assert _gone(unused.process.pid)

@@ -172,6 +172,48 @@ def test_a_producer_process_gives_the_frames_and_counts_of_the_series(model_dir,
     assert _stage_threads() == []
 
 
+def test_synthesize_starts_the_producer_process_before_the_references_and_stops_it_on_an_error(
+    model_dir, drive, tmp_path, monkeypatch
+):
+    """The child's start (an interpreter, numpy, PyAV) overlaps `set_references`; a bad reference leaves
+    neither a process nor a file behind."""
+    from fewshotv2v import Pipeline
+    from fewshotv2v.inference import overlap
+
+    pipe = _pipe(model_dir)
+    pipe.producer = "process"
+    kps = [person_keypoints((80, 60), 0.4 * i) for i in range(8)]
+    events, set_references = [], Pipeline.set_references
+    born = overlap.ProducerProcess.__init__
+
+    def start(self, *args, **kw):
+        born(self, *args, **kw)
+        events.append(("process", self.process.pid))
+
+    def references(self, *args, **kw):
+        events.append(("references", None))
+        return set_references(self, *args, **kw)
+
+    monkeypatch.setattr(overlap.ProducerProcess, "__init__", start)
+    monkeypatch.setattr(Pipeline, "set_references", references)
+    before = set(_child_processes())
+    img = scene_image()
+    result = pipe.synthesize(
+        ref=img, ref_keypoints=[person_keypoints(img.shape[:2])], drive=drive, output=tmp_path / "a.mp4",
+        drive_keypoints=kps,
+    )  # fmt: skip
+    assert result.frames == 8 and pipe.last_producer == "process"
+    assert [kind for kind, _ in events] == ["process", "references"]
+    events.clear()
+    with pytest.raises(InputError):
+        pipe.synthesize(
+            ref=tmp_path / "missing.jpg", drive=drive, output=tmp_path / "b.mp4", drive_keypoints=kps
+        )
+    assert [kind for kind, _ in events] == ["process", "references"]
+    assert set(_child_processes()) <= before and not (tmp_path / "b.mp4").exists()
+    assert _stage_threads() == []
+
+
 def test_nobody_in_the_first_seconds_is_the_same_one_line_error_from_a_process(model_dir, tmp_path):
     from fewshotv2v.errors import NoPersonError
     from fewshotv2v.video import write_test_video

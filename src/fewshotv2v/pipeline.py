@@ -364,20 +364,41 @@ class Pipeline:
             raise InputError('backend "none" needs driving keypoints (keypoints=...)')
         return self._stream(source, side_by_side)
 
-    def _stream(self, source, side_by_side: bool) -> Iterator[np.ndarray]:
+    def _producer_for(self, source) -> str:
+        """Where this job's inputs are made: "serial", "thread" or "process" (`inference.producer`)."""
+        from fewshotv2v.inference.producer import choose_producer
+
+        return "serial" if self.prefetch <= 0 else choose_producer(self.producer, source, self._backend_spec)
+
+    def _start_producer(self, source):
+        """A context holding a started `overlap.ProducerProcess` when this job's inputs will be made in a
+        process (else None), stopped on leaving unless the stream has used it up first."""
+        import contextlib
+
+        if self._producer_for(source) != "process":
+            return contextlib.nullcontext()
+        from fewshotv2v.inference.overlap import ProducerProcess
+        from fewshotv2v.inference.producer import preload
+
+        return ProducerProcess(preload(source, self._backend_spec), name="fsv2v-inputs")
+
+    def _stream(self, source, side_by_side: bool, started=None) -> Iterator[np.ndarray]:
+        """The frames of one job. `started`: a `ProducerProcess` from `_start_producer`, or None."""
         from fewshotv2v.inference import overlap
-        from fewshotv2v.inference.producer import choose_producer, detects, frame_inputs, process_inputs
+        from fewshotv2v.inference.producer import detects, frame_inputs, process_inputs
         from fewshotv2v.threads import detector_threads
 
         stats = self.last_stats = DriveStats()
         plan = self._input_plan(labels=side_by_side or None, keep_images=side_by_side)
-        where = "serial" if self.prefetch <= 0 else choose_producer(self.producer, source, self._backend_spec)
+        where = self._producer_for(source)
         self.last_producer, detector = where, None
         if where == "process":  # it reopens the video and makes its own detector
             plan.source = source.reopen
             plan.backend = self._backend_spec if detects(source, self._backend_spec) else None
             plan.detector_threads = detector_threads()  # the share it would have in this process
-            inputs = overlap.prefetch_process(process_inputs, (plan,), self.prefetch, name="fsv2v-inputs")
+            inputs = overlap.prefetch_process(
+                process_inputs, (plan,), self.prefetch, name="fsv2v-inputs", started=started
+            )
         else:
             detector = (
                 open_detector(self._backend_spec, static=False)
@@ -492,47 +513,55 @@ class Pipeline:
         refs = [] if ref is None else [ref] if isinstance(ref, str | Path | np.ndarray) else list(ref)
         _refuse_inputs_as_outputs([output, composite_path], [drive, *refs])
         source = drive_source(drive, keypoints=drive_keypoints, start=start, end=end, max_frames=max_frames)
-        if ref is not None:
-            self.set_references(ref, keypoints=ref_keypoints, ref_frames=ref_frames)
-        if finetune:
-            cb = (lambda s, g, d: on_finetune(s, finetune, g, d)) if on_finetune else None
-            self.finetune(finetune, on_step=cb)
         if not source.keypoints_given and not self.uses_detector:
             raise InputError('backend "none" needs driving keypoints (drive_keypoints=...)')
-        audio = source.path if source.has_audio else None
-        frames = 0
-        t0 = time.perf_counter()
+        with self._start_producer(source) as started:  # a process now: its start overlaps the setup
+            if ref is not None:
+                self.set_references(ref, keypoints=ref_keypoints, ref_frames=ref_frames)
+            if finetune:
+                cb = (lambda s, g, d: on_finetune(s, finetune, g, d)) if on_finetune else None
+                self.finetune(finetune, on_step=cb)
+            audio = source.path if source.has_audio else None
+            frames = 0
+            t0 = time.perf_counter()
 
-        def open_writer(path: Path) -> VideoWriter:
-            return VideoWriter(
-                path, source.fps, crf=crf, audio_from=audio, audio_offset=start or 0.0, overwrite=overwrite
-            )
+            def open_writer(path: Path) -> VideoWriter:
+                return VideoWriter(
+                    path,
+                    source.fps,
+                    crf=crf,
+                    audio_from=audio,
+                    audio_offset=start or 0.0,
+                    overwrite=overwrite,
+                )
 
-        width = self.output_size[1]  # the result is the right-most panel of a side-by-side frame
-        with contextlib.ExitStack() as writers:
+            width = self.output_size[1]  # the result is the right-most panel of a side-by-side frame
+            with contextlib.ExitStack() as writers:
 
-            def encoder(path: Path):
-                """A writer; with `prefetch`, behind a thread of its own (its errors come back at write())."""
-                video = writers.enter_context(open_writer(path))
-                if self.prefetch <= 0:
-                    return video
-                from fewshotv2v.inference.overlap import BackgroundWriter
+                def encoder(path: Path):
+                    """A writer; with `prefetch`, behind a thread of its own (its errors come back at
+                    write())."""
+                    video = writers.enter_context(open_writer(path))
+                    if self.prefetch <= 0:
+                        return video
+                    from fewshotv2v.inference.overlap import BackgroundWriter
 
-                # Entered after the video: on an error it stops first, then the video removes its temp file.
-                return writers.enter_context(BackgroundWriter(video, self.prefetch, name="fsv2v-encode"))
+                    # Entered after the video: on an error it stops first, then the video removes its temp
+                    # file.
+                    return writers.enter_context(BackgroundWriter(video, self.prefetch, name="fsv2v-encode"))
 
-            writer = encoder(output)
-            composite = encoder(composite_path) if composite_path else None
-            for frame in self._stream(source, side_by_side or composite is not None):
-                if composite is not None:
-                    composite.write(frame)
-                    frame = frame if side_by_side else np.ascontiguousarray(frame[:, -width:])
-                writer.write(frame)
-                frames += 1
-                if on_frame is not None:
-                    on_frame(frames, source.num_frames, frames / max(time.perf_counter() - t0, 1e-9))
-            if frames == 0:  # raised inside the writer: it removes its temp file
-                raise InputError(f"no driving frames to synthesize in {drive} (check --start/--end)")
+                writer = encoder(output)
+                composite = encoder(composite_path) if composite_path else None
+                for frame in self._stream(source, side_by_side or composite is not None, started):
+                    if composite is not None:
+                        composite.write(frame)
+                        frame = frame if side_by_side else np.ascontiguousarray(frame[:, -width:])
+                    writer.write(frame)
+                    frames += 1
+                    if on_frame is not None:
+                        on_frame(frames, source.num_frames, frames / max(time.perf_counter() - t0, 1e-9))
+                if frames == 0:  # raised inside the writer: it removes its temp file
+                    raise InputError(f"no driving frames to synthesize in {drive} (check --start/--end)")
         seconds = time.perf_counter() - t0
         s = self.last_stats
         return SynthesisResult(

@@ -29,6 +29,7 @@ Threads are daemons and are joined (with a timeout) whenever their owner stops: 
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import queue
 import struct
@@ -135,15 +136,24 @@ class ProducerError(RuntimeError):
 
 
 def prefetch_process(
-    make, args: tuple = (), depth: int = 2, *, name: str = "fsv2v-producer"
+    make,
+    args: tuple = (),
+    depth: int = 2,
+    *,
+    name: str = "fsv2v-producer",
+    started: ProducerProcess | None = None,
 ) -> Iterator[Any]:
     """Yield the items of `make(*args)`, made ahead in a producer process (see the module docstring).
 
-    Lazy: the process starts at the first `next()`. `depth` >= 1 items may wait in the queue.
+    Lazy: the process starts at the first `next()`, unless `started` is a `ProducerProcess` started
+    earlier (its interpreter and imports then overlap the caller's own setup); it is used up either way.
+    `depth` >= 1 items may wait in the queue.
     """
     if depth < 1:
+        if started is not None:
+            started.close()
         raise ValueError(f"prefetch depth must be >= 1, got {depth}")
-    return _prefetch_process(make, args, depth, name)
+    return _prefetch_process(make, args, depth, name, started)
 
 
 def portable(exc: BaseException) -> BaseException:
@@ -175,28 +185,79 @@ def receive(stream) -> Any:
     return pickle.loads(data) if len(data) == n else None
 
 
-def _prefetch_process(make, args, depth: int, name: str) -> Iterator[Any]:
-    import subprocess
-    import sys
+class ProducerProcess:
+    """A producer process started before its job is known: `python -m fewshotv2v.inference._producer_child`.
 
-    # A fresh interpreter running `inference._producer_child`: unlike multiprocessing's spawn it does not
-    # re-import the caller's `__main__` (a script without an `if __name__ == "__main__"` guard would run
-    # again), and unlike fork it inherits no locks or torch threads. Its own session: Ctrl-C in the
-    # terminal reaches the caller only, whose cleanup below stops the child.
-    kw: dict[str, Any] = {"start_new_session": True}
-    if sys.platform == "win32":
-        kw = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fewshotv2v.inference._producer_child"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        **kw,
-    )
+    Starting an interpreter and importing numpy and PyAV takes about half a second. Started early (say,
+    before the references are prepared), with the modules its job will need named in `preload`, that time
+    overlaps the caller's own work. Give it to `prefetch_process(..., started=)` once the job is known, or
+    `close()` it. A child whose caller dies reads the end of its stdin and exits.
+    """
+
+    def __init__(self, preload: Iterable[str] = (), *, name: str = "fsv2v-producer"):
+        import subprocess
+        import sys
+
+        self.name = name
+        # A fresh interpreter: unlike multiprocessing's spawn it does not re-import the caller's `__main__`
+        # (a script without an `if __name__ == "__main__"` guard would run again), and unlike fork it
+        # inherits no locks or torch threads. Its own session: Ctrl-C in the terminal reaches the caller
+        # only, whose cleanup stops the child.
+        kw: dict[str, Any] = {"start_new_session": True}
+        if sys.platform == "win32":
+            kw = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fewshotv2v.inference._producer_child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            **kw,
+        )
+        try:  # first, so that the child can import what the job needs while the caller gets it ready
+            send(self.process.stdin, (list(sys.path), list(preload)))
+        except BaseException:
+            self.close()
+            raise
+
+    def submit(self, make, args: tuple) -> None:
+        """Send the job; the child starts making items."""
+        send(self.process.stdin, (make, args))
+        self.process.stdin.close()
+
+    def stop(self) -> None:
+        """Stop the child (at once: it holds no state worth a graceful stop) and reap it; a reader of its
+        output then sees the stream end."""
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(JOIN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def close(self) -> None:
+        """`stop()`, then close the pipes (after any thread reading them has finished)."""
+        self.stop()
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):  # a broken pipe while flushing an unsent job
+                stream.close()
+
+    def __enter__(self) -> ProducerProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _prefetch_process(make, args, depth: int, name: str, started: ProducerProcess | None) -> Iterator[Any]:
     items: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
+    child = None
 
     def read() -> None:
         """Pipe -> queue, on a thread (its reads release the GIL), so `depth` items wait ready."""
+        process = child.process
         while not stop.is_set():
             try:
                 item = receive(process.stdout)
@@ -211,9 +272,8 @@ def _prefetch_process(make, args, depth: int, name: str) -> Iterator[Any]:
     reader = threading.Thread(target=read, name=f"{name}-reader", daemon=True)
     failing = False
     try:
-        send(process.stdin, list(sys.path))  # first, so that the child can import what the job needs
-        send(process.stdin, (make, args))
-        process.stdin.close()
+        child = started if started is not None else ProducerProcess(name=name)
+        child.submit(make, args)
         reader.start()
         yield from _until_end(items)
     except BaseException:  # an error, Ctrl-C or SIGTERM is already being reported: no second line
@@ -221,16 +281,13 @@ def _prefetch_process(make, args, depth: int, name: str) -> Iterator[Any]:
         raise
     finally:  # normal end, an error, an early close or Ctrl-C in the caller
         stop.set()
-        if process.poll() is None:
-            process.terminate()  # it holds no state worth a graceful stop: the output is the caller's
-        try:
-            process.wait(JOIN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        child = child if child is not None else started
+        if child is not None:
+            child.stop()
         if reader.is_alive():
             _join(reader, f"{name}-reader", quiet=failing)
-        process.stdout.close()
+        if child is not None:
+            child.close()
 
 
 class BackgroundWriter:
@@ -320,4 +377,4 @@ class BackgroundWriter:
             self.abort()
 
 
-__all__ = ["BackgroundWriter", "ProducerError", "prefetch", "prefetch_process"]
+__all__ = ["BackgroundWriter", "ProducerError", "ProducerProcess", "prefetch", "prefetch_process"]

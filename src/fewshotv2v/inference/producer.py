@@ -149,6 +149,15 @@ def can_use_process(source: DriveSource, backend: Any) -> bool:
     return isinstance(backend, str) and is_builtin(backend)
 
 
+def preload(source: DriveSource, backend: Any) -> tuple[str, ...]:
+    """The modules a producer process for this job imports while its caller gets the job ready
+    (`overlap.ProducerProcess`): this module, the video reader (PyAV) and the detector's backend."""
+    modules = [__name__, "fewshotv2v.video"]
+    if detects(source, backend):
+        modules.append("fewshotv2v.semantics.backends")
+    return tuple(modules)
+
+
 def check_producer(choice: str) -> str:
     """`choice` if it is one of `PRODUCERS`, else a `ConfigError`."""
     if choice not in PRODUCERS:
@@ -182,5 +191,6 @@ __all__ = [
     "detects",
     "frame_inputs",
     "open_detector",
+    "preload",
     "process_inputs",
 ]
