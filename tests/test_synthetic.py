@@ -102,6 +102,32 @@ def test_an_open_mouth_drops_the_lower_lip_and_shows_the_dark_inside():
     assert motion("wave", 25)[0].mouth != motion("wave", 25)[12].mouth  # and the motions use it
 
 
+def test_eyes_blink_and_open_wide_the_lids_move_and_the_pupils_stay():
+    """`Pose.eyes`: shut, the lids' landmarks meet and the white between them is gone; wide, they part
+    further and more white shows. The motions blink now and then."""
+    from fewshotv2v.semantics import keypoints as kp
+
+    who = make_identity(1)
+    frames = {e: render_person(who, Pose(eyes=e), (256, 256), framing="face") for e in (0.0, 1.0, 1.5)}
+    faces = {e: k[kp.FACE] for e, (_, k, _) in frames.items()}
+    lids = lambda f: f[41, 1] - f[37, 1]  # noqa: E731 - right eye, lower lid below the upper one (px)
+    assert abs(lids(faces[0.0])) < 0.5 < lids(faces[1.0]) < lids(faces[1.5]) - 1
+    for e in (0.0, 1.5):  # the rest of the face and the pupils (68, 69) stay
+        same = [i for i in range(70) if i not in (37, 38, 40, 41, 43, 44, 46, 47)]
+        assert np.allclose(faces[e][same], faces[1.0][same])
+
+    def white(e: float) -> int:  # near-white pixels round the right eye
+        x0, y0 = faces[1.0][36, :2].astype(int) - 3
+        x1, y1 = faces[1.0][39, :2].astype(int) + 3
+        patch = frames[e][0][y0 - 8 : y1 + 8, x0:x1]
+        return int((patch.min(axis=-1) > 200).sum())
+
+    assert white(0.0) == 0 < white(1.0) < white(1.5)
+    poses = motion("idle", 250, seed=3)
+    eyes = np.array([p.eyes for p in poses])
+    assert eyes.min() < 0.3 and eyes.max() > 1.2 and np.median(eyes) > 0.9  # blinks, now and then wide
+
+
 def test_unknown_motion_is_config_error():
     with pytest.raises(ConfigError, match="unknown motion"):
         motion("moonwalk", 3)

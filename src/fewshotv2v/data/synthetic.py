@@ -132,8 +132,25 @@ class Pose:
     r_lift: float = 0.0
     l_lift: float = 0.0
     mouth: float = 0.1  # 0 closed .. 1 wide open
+    eyes: float = 1.0  # eye opening: 0 shut (a blink) .. 1 at rest .. 1.5 wide open
     r_curl: float = 0.2  # finger curl 0 .. 1
     l_curl: float = 0.2
+
+
+def _eye_opening(t: np.ndarray, seed: int) -> np.ndarray:
+    """`Pose.eyes` over the times `t` (s): a slow wave about rest, now and then wide open, and blinks
+    (every 2-5 s, about 0.2 s long). Drawn from a generator of its own, so that the other joints of a
+    seed's motion are those they were before the eyes moved."""
+    rng = np.random.default_rng([int(seed), 104729, 1])
+    opening = 1.0 + 0.12 * np.sin(2 * np.pi * rng.uniform(0.1, 0.3) * t + rng.uniform(0, 2 * np.pi))
+    wide = np.clip(np.sin(2 * np.pi * rng.uniform(0.05, 0.15) * t + rng.uniform(0, 2 * np.pi)), 0, 1)
+    opening = opening + rng.uniform(0.2, 0.5) * wide**2
+    end = float(t[-1]) if len(t) else 0.0
+    blink = rng.uniform(0.0, 3.0)
+    while blink <= end + 0.2:
+        opening = opening * (1 - np.exp(-(((t - blink) / 0.06) ** 2)))
+        blink += rng.uniform(2.0, 5.0)
+    return opening
 
 
 def motion(kind: str, frames: int, seed: int = 0, *, fps: float = 25.0) -> list[Pose]:
@@ -158,6 +175,7 @@ def motion(kind: str, frames: int, seed: int = 0, *, fps: float = 25.0) -> list[
         "lean": wave(0.25, 0.04),
         "head_tilt": wave(0.4, 0.08),
         "mouth": 0.25 + wave(rng.uniform(0.5, 2.0), 0.25),
+        "eyes": _eye_opening(t, seed),
         "r_curl": 0.4 + wave(0.3, 0.3),
         "l_curl": 0.4 + wave(0.3, 0.3),
     }
@@ -203,6 +221,7 @@ def motion(kind: str, frames: int, seed: int = 0, *, fps: float = 25.0) -> list[
     # fmt: on
     params = {**base, **joints}
     params["mouth"] = np.clip(params["mouth"], 0, 1)
+    params["eyes"] = np.clip(params["eyes"], 0, EYES_MAX)
     for key in ("r_curl", "l_curl"):
         params[key] = np.clip(params[key], 0, 1)
     return [Pose(**{k: float(v[i]) for k, v in params.items()}) for i in range(frames)]
@@ -279,13 +298,23 @@ _LOWER_LIP = [*range(55, 60), *range(65, 68)]  # outer 55..59 and inner 65..67 l
 _MOUTH_CORNERS = [48, 54, 60, 64]
 
 
-def _face_with_mouth(mouth: float) -> np.ndarray:
-    """`_FACE` with the mouth opened by `mouth` (0 closed .. 1 wide): the lower lip drops, the corners
-    follow it a third of the way."""
+EYES_MAX = 1.5  # `Pose.eyes` at its widest
+_EYE_HALF_HEIGHT = 0.07  # the lids' rest distance from the eye's midline (head-ellipse units)
+_UPPER_LIDS, _LOWER_LIDS = [37, 38, 43, 44], [40, 41, 46, 47]
+
+
+def _face_shape(mouth: float, eyes: float = 1.0) -> np.ndarray:
+    """`_FACE` with the mouth opened by `mouth` (0 closed .. 1 wide: the lower lip drops, the corners
+    follow it a third of the way) and the eyes opened by `eyes` (0 shut .. 1 at rest .. `EYES_MAX`): the
+    lids move towards the eye's midline or away from it, the upper lid three times as far as the lower one,
+    as a real blink does; the pupils (the eyeballs) stay."""
     pts = _FACE.copy()
     drop = MOUTH_DROP * float(np.clip(mouth, 0.0, 1.0))
     pts[_LOWER_LIP, 1] += drop
     pts[_MOUTH_CORNERS, 1] += drop / 3
+    shut = 1.0 - float(np.clip(eyes, 0.0, EYES_MAX))  # > 0 closing, < 0 widening
+    pts[_UPPER_LIDS, 1] += 2 * _EYE_HALF_HEIGHT * shut * 0.75
+    pts[_LOWER_LIDS, 1] -= 2 * _EYE_HALF_HEIGHT * shut * 0.25
     return pts
 
 
@@ -339,7 +368,7 @@ def skeleton(identity: Identity, pose: Pose, scale: float, origin: np.ndarray) -
     r_an = r_kn + _dir(-pose.r_leg - pose.r_knee) * sh
     l_kn = l_hip + _dir(pose.l_leg) * th * (1 - pose.l_lift)
     l_an = l_kn + _dir(pose.l_leg + pose.l_knee) * sh
-    face = head + _rot(_face_with_mouth(pose.mouth) * np.array([rx, ry]), head_angle)  # (70, 2)
+    face = head + _rot(_face_shape(pose.mouth, pose.eyes) * np.array([rx, ry]), head_angle)  # (70, 2)
     f = 0.025 * s  # feet: seen from the front, toes below and around the ankle
     r_toes = (r_an + [0.5 * f, 2.2 * f], r_an + [-1.3 * f, 2.0 * f], r_an + [0, 1.2 * f])
     l_toes = (l_an + [-0.5 * f, 2.2 * f], l_an + [1.3 * f, 2.0 * f], l_an + [0, 1.2 * f])
@@ -444,11 +473,20 @@ def _paint_face(
         for a, c in zip(brow[:-1], brow[1:], strict=True):
             canvas.capsule(a, c, w, w, dark, mask=False)
     for eye, pupil in ((face[36:42], face[68]), (face[42:48], face[69])):
-        centre = eye.mean(0)
+        # The white between the lids, the iris cut to the opening (a blink hides it), the upper lashes.
+        centre = 0.5 * (eye[1:3].mean(0) + eye[4:6].mean(0))
         ex = 0.5 * float(np.hypot(*(eye[3] - eye[0])))
-        ey = 0.5 * float(np.hypot(*(eye[1] - eye[5]))) + 0.3
-        canvas.ellipse(centre, ex, ey, angle, np.array([0.97, 0.97, 0.95]), mask=False)
-        canvas.ellipse(pupil, 0.5 * ey + 0.3, 0.8 * ey + 0.2, angle, np.array([0.1, 0.07, 0.05]), mask=False)
+        ey = 0.5 * float(np.hypot(*(eye[1] - eye[5])))
+        if ey > 0.25:
+            canvas.ellipse(centre, ex, ey + 0.3, angle, np.array([0.97, 0.97, 0.95]), mask=False)
+            iris_x, iris_y = 0.32 * ex + 0.3, min(0.48 * ex + 0.2, ey + 0.2)
+            along = _rot(np.array([0.0, 1.0]), angle)  # the head's "down" in the image
+            offset = float(np.dot(pupil - centre, along))
+            room = max(ey + 0.2 - iris_y, 0.0)
+            iris = pupil + along * (float(np.clip(offset, -room, room)) - offset)
+            canvas.ellipse(iris, iris_x, iris_y, angle, np.array([0.1, 0.07, 0.05]), mask=False)
+        for a, c in zip(eye[0:3], eye[1:4], strict=True):
+            canvas.capsule(a, c, 0.6 * w, 0.6 * w, dark, mask=False)
     canvas.capsule(face[27], face[30], w * 0.7, w, skin * 0.85, mask=False)
     # Lips (outer contour), the mouth's dark inside (inner contour) and, once it opens, the upper teeth.
     canvas.polygon(face[48:60], np.array([0.7, 0.25, 0.25]), origin=face[48], angle=angle, mask=False)
