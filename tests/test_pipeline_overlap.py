@@ -212,6 +212,10 @@ def test_synthesize_starts_the_producer_process_before_the_references_and_stops_
     assert [kind for kind, _ in events] == ["process", "references"]
     assert set(_child_processes()) <= before and not (tmp_path / "b.mp4").exists()
     assert _stage_threads() == []
+    fresh = Pipeline.from_pretrained(model_dir, device="cpu", backend="none")  # no references at all
+    with pytest.raises(InputError, match="needs ref="):
+        fresh.synthesize(drive=drive, output=tmp_path / "c.mp4", drive_keypoints=kps)
+    assert not (tmp_path / "c.mp4").exists()
 
 
 def test_nobody_in_the_first_seconds_is_the_same_one_line_error_from_a_process(model_dir, tmp_path):

@@ -515,6 +515,8 @@ class Pipeline:
         source = drive_source(drive, keypoints=drive_keypoints, start=start, end=end, max_frames=max_frames)
         if not source.keypoints_given and not self.uses_detector:
             raise InputError('backend "none" needs driving keypoints (drive_keypoints=...)')
+        if ref is None and self._state is None:
+            raise InputError("synthesize() needs ref= (or set_references() before it)")
         with self._start_producer(source) as started:  # a process now: its start overlaps the setup
             if ref is not None:
                 self.set_references(ref, keypoints=ref_keypoints, ref_frames=ref_frames)
