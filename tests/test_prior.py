@@ -399,11 +399,13 @@ def test_limb_radius_is_measured_in_the_reference_mask():
     _, ref, mask = _person(size=(512, 256))
     tab = body_parts.tables("cpu")
     xy, ok = prior._split(ref[None], 0.05)
-    default = (tab["radius"][tab["limbs"]] * identity.height * 512)[None]  # as pose_prior_flow, (1, 8)
+    default = (tab["radius"][tab["measured"]] * identity.height * 512)[None]  # as pose_prior_flow, (1, 9)
     radius = body_parts.mask_radius(mask[None, None], xy, ok, default, tab)[0]
     s = identity.height * 512 * identity.girth  # painted capsule radii (`synthetic._BODY`) in pixels
     painted = torch.tensor([0.028, 0.022, 0.028, 0.022, 0.045, 0.034, 0.045, 0.034]) * s
-    assert ((radius - painted).abs() / painted).max() < 0.35
+    assert ((radius[:8] - painted).abs() / painted).max() < 0.35
+    head = syn._BODY["head_rx"] * identity.head * identity.height * 512  # the head's painted half-width
+    assert head < radius[8] < 1.6 * head  # the hair round it is the head's too
     # a thinner person (eroded mask) gives a thinner coverage
     thin = -F.max_pool2d(-mask[None, None], 5, stride=1, padding=2)
     _, cover = pose_prior_flow(ref, ref, (512, 256), ref_mask=mask[None, None])
@@ -416,6 +418,27 @@ def test_limb_radius_is_measured_in_the_reference_mask():
     )
     with pytest.raises(InputError):
         pose_prior_flow(ref, ref, (512, 256), ref_mask=torch.zeros(3, 2, 512, 256))
+
+
+def test_hair_wider_than_the_head_moves_with_it():
+    """The head's radius is measured in the mask like a limb's: a big hairdo beside the head is covered
+    by the head part and carried with it, instead of staying behind as a smear of hair."""
+    identity = syn.make_identity(3)
+    _, ref, mask = _person(size=(512, 256))
+    rx = syn._BODY["head_rx"] * identity.head * identity.height * 512
+    centre = ref[kp.R_EYE, :2] / 2 + ref[kp.L_EYE, :2] / 2
+    ys, xs = torch.meshgrid(torch.arange(512.0), torch.arange(256.0), indexing="ij")
+    hair = ((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2).sqrt() < 2.2 * rx
+    big_hair = torch.maximum(mask, hair.float())
+    drive = ref.clone()
+    drive[:, 0] += 30.0  # the whole person steps 30 px to the right
+    x, y = (int(v) for v in (centre + torch.tensor([30.0 - 2.1 * rx, 0.0])).round())  # hair, moved
+    results = {}
+    for name, m in (("head only", mask), ("big hair", big_hair)):
+        flow, coverage = pose_prior_flow(ref, drive, (512, 256), ref_mask=m[None, None])
+        results[name] = (float(coverage[0, 0, y, x]), float(flow[0, 0, y, x]))
+    assert results["head only"][0] < 0.5 < 0.85 < results["big hair"][0]
+    assert abs(results["big hair"][1] + 30.0) < 1.0  # sampled from where the hair was
 
 
 def test_prior_flow_dispatch():

@@ -58,13 +58,18 @@ PARTS = (
      ((kp.L_ANKLE, kp.L_HEEL), (kp.L_ANKLE, kp.L_BIG_TOE), (kp.L_ANKLE, kp.L_SMALL_TOE)), 0.025),
 )  # fmt: skip
 DEPTH = 3  # longest parent chain (torso -> upper arm -> forearm -> hand)
-LIMBS = tuple(i for i, p in enumerate(PARTS) if len(p[3]) == 1)  # single-bone parts: radius from the mask
+LIMBS = tuple(i for i, p in enumerate(PARTS) if len(p[3]) == 1)  # single-bone parts
+HEAD_PART = 1
+# Parts whose radius is measured in the reference mask (`mask_radius`): the limbs across their bone, and
+# the head across its upward bone (nose -> crown), so that hair wider than a head moves with it.
+MEASURED = (*LIMBS, HEAD_PART)
+MEASURED_BONES = (*(PARTS[i][3][0] for i in LIMBS), (kp.NOSE, CROWN))
 
 
 @functools.lru_cache(maxsize=8)
 def tables(device: torch.device) -> dict[str, Tensor]:
     """Index tensors of PARTS: fit membership (P, 137), parents (P,), segments (S, 2), their part (S,) and
-    (S, P) one-hot, radius fractions (P,), the limbs' bones (L, 2) and part indices (L,). Cached per
+    (S, P) one-hot, radius fractions (P,), the measured parts' bones (M, 2) and part indices (M,). Cached per
     device (read-only); made outside inference mode so that a cache filled under `torch.inference_mode`
     (synthesis) still serves autograd (training)."""
     with torch.inference_mode(False):
@@ -83,8 +88,8 @@ def _make_tables(device: torch.device) -> dict[str, Tensor]:
         "seg_part": torch.tensor([i for _, i in segs], device=device),
         "seg_onehot": F.one_hot(torch.tensor([i for _, i in segs]), len(PARTS)).float().to(device),
         "radius": torch.tensor([p[4] for p in PARTS], device=device),
-        "bone": torch.tensor([PARTS[i][3][0] for i in LIMBS], device=device),
-        "limbs": torch.tensor(LIMBS, device=device),
+        "bone": torch.tensor(MEASURED_BONES, device=device),
+        "measured": torch.tensor(MEASURED, device=device),
     }
 
 
@@ -93,9 +98,7 @@ def part_distance(xy: Tensor, valid: Tensor, tab: dict[str, Tensor], x: Tensor, 
     (FAR: none valid); 0 inside the torso quadrilateral. Evaluated in row blocks to bound memory.
     xy (B, 137, 2), valid (B, 137); the virtual CROWN point is added here."""
     b, s = xy.shape[0], tab["seg"].shape[0]
-    crown = 1.5 * xy[:, kp.NOSE] - 0.5 * xy[:, kp.NECK]  # (B, 2)
-    xy = torch.cat([xy, crown[:, None]], 1)  # (B, 138, 2)
-    valid = torch.cat([valid, (valid[:, kp.NOSE] & valid[:, kp.NECK])[:, None]], 1)
+    xy, valid = with_crown(xy, valid)  # (B, 138, 2), (B, 138)
     p0, p1 = xy[:, tab["seg"][:, 0]], xy[:, tab["seg"][:, 1]]  # (B, S, 2)
     seg_ok = (valid[:, tab["seg"][:, 0]] & valid[:, tab["seg"][:, 1]])[..., None]  # (B, S, 1)
     # a missing segment becomes a far-away point (cheaper than masking every pixel); its part is masked
@@ -160,15 +163,26 @@ def person_size(xy: Tensor, valid: Tensor) -> Tensor:
     return torch.where(from_bones > 0, from_bones, extent)
 
 
-def mask_radius(mask: Tensor, ref_xy: Tensor, ref_ok: Tensor, default: Tensor, tab: dict[str, Tensor]):
-    """Limb half-widths (B, L) in reference pixels measured in the reference person mask (B, 1, H, W).
+def with_crown(xy: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """xy (B, 137, 2), valid (B, 137) with the virtual CROWN point appended (index 137): the nose + half
+    the neck -> nose bone, the head's upward bone."""
+    crown = 1.5 * xy[:, kp.NOSE] - 0.5 * xy[:, kp.NECK]  # (B, 2)
+    ok = valid[:, kp.NOSE] & valid[:, kp.NECK]
+    return torch.cat([xy, crown[:, None]], 1), torch.cat([valid, ok[:, None]], 1)
 
-    At 30 / 50 / 70 % along each limb's bone, walk along the bone's normal on both sides (16 steps up to
+
+def mask_radius(mask: Tensor, ref_xy: Tensor, ref_ok: Tensor, default: Tensor, tab: dict[str, Tensor]):
+    """Half-widths (B, M) in reference pixels of the `MEASURED` parts (limbs, head) in the reference
+    person mask (B, 1, H, W).
+
+    At 30 / 50 / 70 % along each part's bone, walk along the bone's normal on both sides (16 steps up to
     2x the default radius) and count the consecutive samples inside the mask (> 0.5); per position take
-    the thinner side (the other may run into the torso), then the median over positions. Clamped to
-    [0.5, 2] x the default; the default is kept where the bone is missing or not inside the mask.
+    the thinner side (the other may run into the torso, or a raised hand beside the head), then the median
+    over positions. Clamped to [0.5, 2] x the default; the default is kept where the bone is missing or not
+    inside the mask.
     """
     _, _, h, w = mask.shape
+    ref_xy, ref_ok = with_crown(ref_xy, ref_ok)
     a, b = ref_xy[:, tab["bone"][:, 0]], ref_xy[:, tab["bone"][:, 1]]  # (B, L, 2)
     ok = ref_ok[:, tab["bone"][:, 0]] & ref_ok[:, tab["bone"][:, 1]]
     along = b - a

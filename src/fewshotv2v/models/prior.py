@@ -302,7 +302,7 @@ def pose_prior_flow(
 
     r_i = a fraction (listed in `PARTS`) of the driving person's height (`body_parts.person_size`): the
     limb's half-width. With ``ref_mask`` (B, 1, H, W) in [0, 1] (also (H, W) or (B, H, W); resized to
-    ``size`` if needed) the arm and leg radii are measured in the reference mask instead
+    ``size`` if needed) the arm, leg and head radii are measured in the reference mask instead
     (`body_parts.mask_radius`) and mapped to the target by the part's scale. Weights and coverage are
     smooth: they are evaluated every ``stride`` pixels (default: about 256 samples along the longer side)
     and upsampled; the blended similarity is then applied at every pixel.
@@ -337,10 +337,10 @@ def pose_prior_flow(
 
     radius = (tab["radius"] * parts.person_size(drive_xy, drive_ok)[:, None]).clamp(min=1.0)  # (B, P) pixels
     if ref_mask is not None:
-        scale = a[:, tab["limbs"]].norm(dim=-1).clamp(min=1e-3)  # ref length / target length
+        scale = a[:, tab["measured"]].norm(dim=-1).clamp(min=1e-3)  # ref length / target length
         mask = _as_mask(ref_mask, ref.shape[0], (h, w), device)
-        limb = parts.mask_radius(mask, ref_xy, ref_ok, radius[:, tab["limbs"]] * scale, tab)
-        radius = radius.index_copy(1, tab["limbs"], (limb / scale).clamp(min=1.0))
+        measured = parts.mask_radius(mask, ref_xy, ref_ok, radius[:, tab["measured"]] * scale, tab)
+        radius = radius.index_copy(1, tab["measured"], (measured / scale).clamp(min=1.0))
 
     x, y = _grid(h, w, device, _auto_stride(h, w, stride, samples=256))
     d = parts.part_distance(drive_xy, drive_ok, tab, x, y)  # (B, P, h', w')
@@ -379,7 +379,7 @@ def parts_coverage(
 ) -> Tensor:  # fmt: skip
     """(B, 1, H, W) in [0, 1]: where the body parts of `kps` (B, 137, 3) lie (1 - prod_i (1 - inside_i),
     the coverage of `pose_prior_flow` for a person standing still). With `mask` (the person mask) the limb
-    radii are measured in it. Computed once per reference (`pose_prior_flow(ref_explained=...)`)."""
+    and head radii are measured in it. Computed once per reference (`pose_prior_flow(ref_explained=...)`)."""
     xy_kps = _as_batch(kps, "kps")
     h, w = int(size[0]), int(size[1])
     device = xy_kps.device
@@ -388,8 +388,8 @@ def parts_coverage(
     radius = (tab["radius"] * parts.person_size(xy, ok)[:, None]).clamp(min=1.0)  # (B, P)
     if mask is not None:
         mask = _as_mask(mask, xy.shape[0], (h, w), device)
-        limb = parts.mask_radius(mask, xy, ok, radius[:, tab["limbs"]], tab)
-        radius = radius.index_copy(1, tab["limbs"], limb.clamp(min=1.0))
+        measured = parts.mask_radius(mask, xy, ok, radius[:, tab["measured"]], tab)
+        radius = radius.index_copy(1, tab["measured"], measured.clamp(min=1.0))
     x, y = _grid(h, w, device, _auto_stride(h, w, stride, samples=256))
     inside = _inside(parts.part_distance(xy, ok, tab, x, y), radius[..., None, None], _spacing(x, y, h, w))
     return _upsample(1 - torch.prod(1 - inside, 1, keepdim=True), h, w)
