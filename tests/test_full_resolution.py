@@ -120,12 +120,11 @@ def test_untrained_w_returns_the_prior_and_the_mask_trusts_the_warp(preset, one_
     images, labels, ref_kps, label, kps = _inputs(cfg)
     transform = torch.tensor([[[1.0, 2.0, -1.0]]])
     with torch.no_grad():
-        out = gen(
-            label, gen.encode_references(images, labels, ref_kps), keypoints=kps, ref_transform=transform
-        )
-    prior, coverage = keypoint_prior(
-        cfg, ref_kps[:, 0], kps, transform[:, 0], labels[:, 0, 3:4] if cfg.person_channel else None
-    )
+        refs = gen.encode_references(images, labels, ref_kps)
+        out = gen(label, refs, keypoints=kps, ref_transform=transform)
+    explained = refs.explained[:, 0] if refs.explained is not None else None  # what no part explains
+    person = labels[:, 0, 3:4] if cfg.person_channel else None
+    prior, coverage = keypoint_prior(cfg, ref_kps[:, 0], kps, transform[:, 0], person, explained)
     assert prior.abs().max() > 1  # the person moved
     assert coverage.shape == (1, 1, *cfg.size) and 0 <= float(coverage.min()) <= float(coverage.max()) <= 1
     assert torch.allclose(out.flow_ref, prior, atol=1e-5)
@@ -146,8 +145,9 @@ def test_without_residual_flow_w_keeps_the_prior_and_still_learns_the_mask(one_t
     images, labels, ref_kps, label, kps = _inputs(cfg)
     with torch.no_grad():
         gen.flow.mask_head.bias.fill_(1.0)  # a "trained" W: the flow must not move, the mask must
-        out = gen(label, gen.encode_references(images, labels, ref_kps), keypoints=kps)
-    prior, _ = keypoint_prior(cfg, ref_kps[:, 0], kps, None, labels[:, 0, 3:4])
+        refs = gen.encode_references(images, labels, ref_kps)
+        out = gen(label, refs, keypoints=kps)
+    prior, _ = keypoint_prior(cfg, ref_kps[:, 0], kps, None, labels[:, 0, 3:4], refs.explained[:, 0])
     assert torch.equal(out.flow_ref, prior) and out.flow_ref.dtype == torch.float32
     assert float(out.mask_ref.min()) > 0.5
 

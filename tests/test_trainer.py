@@ -346,7 +346,7 @@ def test_trainer_reads_the_loss_weights(pose_data, tmp_path, term, key):
     t = make_trainer(pose_data, tmp_path / "w", loss_weights=tcfg.loss_weights)
     assert t.loss_weights == tcfg.loss_weights
     res = t.train_step(next(iter(_loader(t))))
-    assert res.losses[term] > 0
+    assert res.losses[term] != 0  # computed (g_face, -D(fake), may have either sign)
     assert res.losses["g_total"] == pytest.approx(3.0 * res.losses[term], rel=1e-5)
 
 
