@@ -309,9 +309,8 @@ def pose_prior_flow(
 
     ``ref_explained`` (B, 1, H, W), `parts_coverage` of the reference (with ``ref_mask``): the reference
     person's pixels that no part covers (the torso of a half-body photo whose hips are out of the frame, a
-    held object beyond the hand) are carried by the torso's transform and added to the coverage there
-    (where no part covers the target, the flow is the torso's): they stay where the torso stays and walk
-    with it, instead of giving way to the background or staying behind as a copy.
+    held object beyond the hand) are added to the coverage where the flow takes them: the flow leaves
+    them about in place, and they stay instead of giving way to the background.
     """
     ref = _as_batch(ref_kps, "ref_kps")
     drive = _as_batch(drive_kps, "drive_kps").to(ref.device)
@@ -359,19 +358,11 @@ def pose_prior_flow(
     falloff, coverage = _upsample(1 - torch.prod(1 - union, 2), h, w).split(1, 1)  # (B, 1, H, W) each
 
     coef = torch.cat([a - torch.tensor([1.0, 0.0], device=device), t], -1)  # (B, P, 4): T(p) - p terms
-    coef_torso = coef[:, 0]  # (B, 4)
     coef = _upsample(torch.einsum("bphw,bpk->bkhw", blend, coef), h, w)  # (B, 4, H, W)
     flow = _affine_flow(coef, h, w) * falloff
     if ref_explained is not None and ref_mask is not None:
-        # What no part explains moves with the parts near it and, beyond their fall-off, with the torso's
-        # transform instead of not at all: it stays put while the torso does and walks with a person who
-        # walks (no copy left behind), where no part covers the target.
         unexplained = mask * (1 - ref_explained.to(mask.dtype))
-        torso_flow = _affine_flow(coef_torso[..., None, None], h, w)  # (B, 2, H, W)
-        carried = warp(unexplained, torso_flow)
-        take = (carried > coverage).to(flow.dtype)  # one flow per pixel: a blend of two samples a ghost
-        flow = flow + take * (1 - falloff) * torso_flow
-        coverage = torch.maximum(coverage, carried)
+        coverage = torch.maximum(coverage, warp(unexplained, flow))
     return flow, coverage
 
 
