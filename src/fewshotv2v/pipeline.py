@@ -380,7 +380,7 @@ class Pipeline:
         from fewshotv2v.inference.overlap import ProducerProcess
         from fewshotv2v.inference.producer import preload
 
-        return ProducerProcess(preload(source, self._backend_spec), name="fsv2v-inputs")
+        return ProducerProcess(preload(source, self._backend_spec))
 
     def _stream(self, source, side_by_side: bool, started=None) -> Iterator[np.ndarray]:
         """The frames of one job. `started`: a `ProducerProcess` from `_start_producer`, or None."""
@@ -517,7 +517,11 @@ class Pipeline:
             raise InputError('backend "none" needs driving keypoints (drive_keypoints=...)')
         if ref is None and self._state is None:
             raise InputError("synthesize() needs ref= (or set_references() before it)")
-        with self._start_producer(source) as started:  # a process now: its start overlaps the setup
+        # One stack for the job: on an error or Ctrl-C the encoders stop first, then the videos remove their
+        # temp files, then the producer process (if any) is stopped.
+        with contextlib.ExitStack() as job:
+            # A producer process starts now: its interpreter and imports overlap the references' setup.
+            started = job.enter_context(self._start_producer(source))
             if ref is not None:
                 self.set_references(ref, keypoints=ref_keypoints, ref_frames=ref_frames)
             if finetune:
@@ -527,43 +531,32 @@ class Pipeline:
             frames = 0
             t0 = time.perf_counter()
 
-            def open_writer(path: Path) -> VideoWriter:
-                return VideoWriter(
-                    path,
-                    source.fps,
-                    crf=crf,
-                    audio_from=audio,
-                    audio_offset=start or 0.0,
-                    overwrite=overwrite,
-                )
+            def encoder(path: Path):
+                """A writer; with `prefetch`, behind a thread of its own (its errors come back at write())."""
+                video = job.enter_context(
+                    VideoWriter(path, source.fps, crf=crf, audio_from=audio, audio_offset=start or 0.0,
+                                overwrite=overwrite)
+                )  # fmt: skip
+                if self.prefetch <= 0:
+                    return video
+                from fewshotv2v.inference.overlap import BackgroundWriter
+
+                # Entered after the video: on an error it stops first, then the video removes its temp file.
+                return job.enter_context(BackgroundWriter(video, self.prefetch, name="fsv2v-encode"))
 
             width = self.output_size[1]  # the result is the right-most panel of a side-by-side frame
-            with contextlib.ExitStack() as writers:
-
-                def encoder(path: Path):
-                    """A writer; with `prefetch`, behind a thread of its own (its errors come back at
-                    write())."""
-                    video = writers.enter_context(open_writer(path))
-                    if self.prefetch <= 0:
-                        return video
-                    from fewshotv2v.inference.overlap import BackgroundWriter
-
-                    # Entered after the video: on an error it stops first, then the video removes its temp
-                    # file.
-                    return writers.enter_context(BackgroundWriter(video, self.prefetch, name="fsv2v-encode"))
-
-                writer = encoder(output)
-                composite = encoder(composite_path) if composite_path else None
-                for frame in self._stream(source, side_by_side or composite is not None, started):
-                    if composite is not None:
-                        composite.write(frame)
-                        frame = frame if side_by_side else np.ascontiguousarray(frame[:, -width:])
-                    writer.write(frame)
-                    frames += 1
-                    if on_frame is not None:
-                        on_frame(frames, source.num_frames, frames / max(time.perf_counter() - t0, 1e-9))
-                if frames == 0:  # raised inside the writer: it removes its temp file
-                    raise InputError(f"no driving frames to synthesize in {drive} (check --start/--end)")
+            writer = encoder(output)
+            composite = encoder(composite_path) if composite_path else None
+            for frame in self._stream(source, side_by_side or composite is not None, started):
+                if composite is not None:
+                    composite.write(frame)
+                    frame = frame if side_by_side else np.ascontiguousarray(frame[:, -width:])
+                writer.write(frame)
+                frames += 1
+                if on_frame is not None:
+                    on_frame(frames, source.num_frames, frames / max(time.perf_counter() - t0, 1e-9))
+            if frames == 0:  # raised inside the writers: they remove their temp files
+                raise InputError(f"no driving frames to synthesize in {drive} (check --start/--end)")
         seconds = time.perf_counter() - t0
         s = self.last_stats
         return SynthesisResult(

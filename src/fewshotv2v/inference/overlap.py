@@ -194,11 +194,10 @@ class ProducerProcess:
     `close()` it. A child whose caller dies reads the end of its stdin and exits.
     """
 
-    def __init__(self, preload: Iterable[str] = (), *, name: str = "fsv2v-producer"):
+    def __init__(self, preload: Iterable[str] = ()):
         import subprocess
         import sys
 
-        self.name = name
         # A fresh interpreter: unlike multiprocessing's spawn it does not re-import the caller's `__main__`
         # (a script without an `if __name__ == "__main__"` guard would run again), and unlike fork it
         # inherits no locks or torch threads. Its own session: Ctrl-C in the terminal reaches the caller
@@ -272,7 +271,7 @@ def _prefetch_process(make, args, depth: int, name: str, started: ProducerProces
     reader = threading.Thread(target=read, name=f"{name}-reader", daemon=True)
     failing = False
     try:
-        child = started if started is not None else ProducerProcess(name=name)
+        child = started if started is not None else ProducerProcess()
         child.submit(make, args)
         reader.start()
         yield from _until_end(items)

@@ -59,7 +59,7 @@ PARTS = (
 )  # fmt: skip
 DEPTH = 3  # longest parent chain (torso -> upper arm -> forearm -> hand)
 LIMBS = tuple(i for i, p in enumerate(PARTS) if len(p[3]) == 1)  # single-bone parts
-HEAD_PART = 1
+HEAD_PART = next(i for i, p in enumerate(PARTS) if p[0] == "head")
 # Parts whose radius is measured in the reference mask (`mask_radius`): the limbs across their bone, and
 # the head across its upward bone (nose -> crown), so that hair wider than a head moves with it.
 MEASURED = (*LIMBS, HEAD_PART)
@@ -183,7 +183,7 @@ def mask_radius(mask: Tensor, ref_xy: Tensor, ref_ok: Tensor, default: Tensor, t
     """
     _, _, h, w = mask.shape
     ref_xy, ref_ok = with_crown(ref_xy, ref_ok)
-    a, b = ref_xy[:, tab["bone"][:, 0]], ref_xy[:, tab["bone"][:, 1]]  # (B, L, 2)
+    a, b = ref_xy[:, tab["bone"][:, 0]], ref_xy[:, tab["bone"][:, 1]]  # (B, M, 2)
     ok = ref_ok[:, tab["bone"][:, 0]] & ref_ok[:, tab["bone"][:, 1]]
     along = b - a
     length = along.norm(dim=-1, keepdim=True)

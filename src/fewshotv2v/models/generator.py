@@ -166,6 +166,15 @@ def explained_at(refs, rows, ref_index):
     return refs.explained[rows, ref_index] if refs.explained is not None else None
 
 
+def prior_state(config: ModelConfig, ref_images, ref_labels, ref_keypoints) -> ReferenceState:
+    """The references' state the keypoint prior and the warp composite need, once per set of references
+    (the networks add their encodings to it): keypoints, filled backgrounds, where the body parts lie."""
+    state = ReferenceState(ref_images, ref_labels, ref_keypoints=ref_keypoints)
+    state.backgrounds = reference_backgrounds(config, ref_images, ref_labels)
+    state.explained = reference_explained(config, ref_labels, ref_keypoints)
+    return state
+
+
 def reference_backgrounds(config: ModelConfig, ref_images, ref_labels) -> torch.Tensor | None:
     """(B, K, 3, H, W): each reference with its person filled in (pose composite), else None."""
     if config.composite != "warp" or config.person_channel is None:
@@ -353,9 +362,7 @@ class Generator(nn.Module):
         if self.config.uses_keypoints and ref_keypoints is None:
             raise InputError("this model's flow prior needs the reference keypoints (ref_keypoints=)")
         f_img, f_lab = self.ref_encoder.stem(ref_images.flatten(0, 1), ref_labels.flatten(0, 1))
-        state = ReferenceState(ref_images, ref_labels, ref_keypoints=ref_keypoints)
-        state.backgrounds = reference_backgrounds(self.config, ref_images, ref_labels)
-        state.explained = reference_explained(self.config, ref_labels, ref_keypoints)
+        state = prior_state(self.config, ref_images, ref_labels, ref_keypoints)
         if k == 1:
             state.bottleneck, pooled = self.ref_encoder.finish(f_img, f_lab)
             state.weights = self.weight_generator(pooled)

@@ -20,8 +20,7 @@ from fewshotv2v.models.generator import (
     ReferenceState,
     explained_at,
     keypoint_prior,
-    reference_backgrounds,
-    reference_explained,
+    prior_state,
     reference_person,
     warp_reference,
 )
@@ -48,10 +47,7 @@ class KeypointWarp(nn.Module):
     def encode_references(self, ref_images, ref_labels, ref_keypoints=None) -> ReferenceState:
         if ref_keypoints is None:
             raise InputError("keypoint-warp needs the reference keypoints (ref_keypoints=)")
-        state = ReferenceState(ref_images, ref_labels, ref_keypoints=ref_keypoints)
-        state.backgrounds = reference_backgrounds(self.config, ref_images, ref_labels)
-        state.explained = reference_explained(self.config, ref_labels, ref_keypoints)
-        return state
+        return prior_state(self.config, ref_images, ref_labels, ref_keypoints)
 
     def forward(self, label, refs: ReferenceState, prev_image=None, prev_label=None, *, keypoints=None,
                 ref_transform=None) -> GeneratorOutput:  # fmt: skip
