@@ -14,7 +14,10 @@ frame, driven by its own landmarks: the issue's self-reenactment on a real talki
 Pose: each real photo's own keypoints are moved (arms swing about the shoulders and elbows, the body
 sways), the result is re-detected by mediapipe: detection rate, limb-angle error against the driver,
 clothing colour (mean RGB inside the person mask) against the reference, background PSNR outside the
-person, output height. Frame grids are written as PNG under --out.
+person, output height. Frame grids are written as PNG under --out. Both skimage photos are half-body;
+`--pose-photo NAME=PATH` adds others. A real full-body one that a package registry carries: the man in
+the black coat in ultralytics' `bus.jpg` (`pip download --no-deps ultralytics`, unzip
+`ultralytics/assets/bus.jpg`, crop x 200-400, y 380-890).
 
     python benchmarks/real_photos.py --face-models keypoint-warp-face,face-lite \\
         --pose-models keypoint-warp,pose-lite --frames 24 --out bench-out \\
@@ -50,11 +53,17 @@ def face_photos() -> dict[str, np.ndarray]:
     return photos
 
 
-def pose_photos() -> dict[str, np.ndarray]:
+def pose_photos(extra: dict[str, Path] | None = None) -> dict[str, np.ndarray]:
+    """skimage's astronaut (half body, seated) and cameraman (half body, hands on a camera), and any
+    `extra` photos given with --pose-photo NAME=PATH (a full-body photo: see the module docstring)."""
     import skimage.data
 
+    from fewshotv2v.video import read_image
+
     camera = skimage.data.camera()
-    return {"astronaut": skimage.data.astronaut(), "cameraman": np.repeat(camera[..., None], 3, axis=2)}
+    photos = {"astronaut": skimage.data.astronaut(), "cameraman": np.repeat(camera[..., None], 3, axis=2)}
+    photos.update({name: read_image(path) for name, path in (extra or {}).items()})
+    return photos
 
 
 # ---- face: a known motion that is not the project's warp --------------------------------------------------
@@ -268,14 +277,14 @@ def limb_angle(kps: np.ndarray, a: int, b: int, threshold: float = 0.3) -> float
     return float(np.degrees(np.arctan2(d[1], d[0])))
 
 
-def run_pose(models: list[str], frames: int, out_dir: Path) -> dict:
+def run_pose(models: list[str], frames: int, out_dir: Path, extra: dict[str, Path] | None = None) -> dict:
     from fewshotv2v.pipeline import Pipeline
     from fewshotv2v.semantics.backends import get_backend
     from fewshotv2v.video import write_image
 
     detector = get_backend("mediapipe", static_image_mode=True)
     results = {}
-    for name, photo in pose_photos().items():
+    for name, photo in pose_photos(extra).items():
         det = detector.detect(photo)
         if not det:
             results[name] = {"error": "no person detected in the photo"}
@@ -380,6 +389,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     parser.add_argument("--speed-models", default="", help="models to time at the default output size")
     parser.add_argument("--speed-size", type=int, default=1024)
+    parser.add_argument(
+        "--pose-photo",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another photo for the pose test",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -387,7 +403,9 @@ def main() -> None:
     report = {"face": run_face(split[0], args.frames, args.out) if split[0] else {}}
     if split[0] and args.video_frames:
         report["face_video"] = run_face_video(split[0], args.video_frames, args.out)
-    report["pose"] = run_pose(split[1], args.frames, args.out) if split[1] else {}
+    extra = dict(item.split("=", 1) for item in args.pose_photo)
+    extra = {name: Path(path) for name, path in extra.items()}
+    report["pose"] = run_pose(split[1], args.frames, args.out, extra) if split[1] else {}
     speed = [m for m in args.speed_models.split(",") if m]
     if speed:
         report["speed"] = run_speed(speed, args.frames, args.speed_size)

@@ -256,6 +256,53 @@ def test_output_is_the_photo_at_its_own_resolution_and_the_same_pose_gives_the_p
     assert err < 4.0, err  # identical keypoints: the photo comes back (up to the resampling)
 
 
+def test_a_half_body_photo_with_keypoints_below_its_edge_is_not_moved_by_its_own_pose(one_thread):
+    """A detector places a half-body photo's unseen knees and feet below the frame, with some confidence
+    (mediapipe does). Driven by its own keypoints the photo must come back where it is: the body is kept
+    inside the canvas by the points the photo shows, not lifted until its feet fit (the cameraman photo
+    jumped 31 px up on frame 0)."""
+    from fewshotv2v.semantics import keypoints as kp
+
+    image, kps, mask = _photo((240, 120))
+    cut = 150  # the photo ends at the thighs
+    image, mask = image[:cut].copy(), mask[:cut].copy()
+    assert (kps[kp.BODY][:, 1] > cut).any() and (kps[kp.BODY][:, 2] > 0).all()  # legs below the edge
+    pipe = _pipeline()
+    pipe.set_references([image], keypoints=[kps], masks=[mask])
+    place = pipe._composer.placement
+    place.reset()
+    target = place(kps, None)
+    np.testing.assert_array_equal(target.box, place.ref_boxes[0])
+    frames = list(pipe.stream([image] * 2, keypoints=[kps, kps]))
+    err = np.abs(frames[1].astype(np.float32) - image).mean()
+    assert err < 4.0, err
+    # a driver who then walks down keeps the head in and lets the shown hips go no lower than the edge
+    low = kps.copy()
+    low[:, 1] += np.where(low[:, 2] > 0, 80.0, 0.0)
+    kc = place.retarget(low)
+    from fewshotv2v.inference.placement import keep_inside
+
+    moved, shift = keep_inside(kc, place.canvas_hw, reference=place.ref_keypoints)
+    assert shift[1] < 0 and moved[kp.NOSE, 1] < cut
+
+
+def test_a_still_body_keeps_its_soft_mask_edge_as_in_the_photo(one_thread):
+    """A segmentation mask is soft at the hair and the shoulders. Where the body does not move, the
+    photo's own pixels are the frame: laying that soft edge over the plate mixed the plate into it (a
+    light rim round a real photo's hair on every frame, frame 0 at 26 dB of the photo)."""
+    image, kps, mask = _photo()
+    blur = torch.nn.functional.avg_pool2d  # a 9 x 9 box, twice: an edge about 16 px wide
+    soft = torch.from_numpy(mask.astype(np.float32))[None, None]
+    soft = blur(blur(soft, 9, 1, 4, count_include_pad=False), 9, 1, 4, count_include_pad=False)[0, 0].numpy()
+    edge = (soft > 0.1) & (soft < 0.9)
+    pipe = _pipeline()
+    pipe.set_references([image], keypoints=[kps], masks=[soft])
+    frame = next(iter(pipe.stream([image], keypoints=[kps])))
+    err = np.abs(frame.astype(np.float32) - image)
+    assert err[edge].mean() < 0.5, err[edge].mean()
+    assert err.mean() < 0.5, err.mean()
+
+
 def test_keypoint_warp_gets_no_label_maps_drawn_and_the_same_frames(one_thread, monkeypatch):
     """keypoint-warp reads only the keypoints: the producer skips the skeleton drawing (the costliest
     part of it), the frames are those with the maps drawn, and --side-by-side still shows them."""
@@ -328,6 +375,28 @@ def test_a_body_taller_than_the_canvas_keeps_its_head_in_and_loses_its_feet():
     small[:, 1] -= 2 * small[kp.NOSE, 1] - small[kp.NECK, 1] + 10  # head top 10 px above the canvas
     kc, _ = keep_inside(small, hw)
     assert 2 * kc[kp.NOSE, 1] - kc[kp.NECK, 1] >= 0.02 * hw[0] - 1e-3
+
+
+def test_arms_leaving_the_canvas_do_not_push_the_body():
+    """A hand swung past the edge of a narrow photo, or raised above the head, leaves the canvas; the
+    body stays where it is (it was pushed 30 px aside by a swinging arm, leaving a ghost on the plate)."""
+    from fewshotv2v.inference.placement import keep_inside
+    from fewshotv2v.semantics import keypoints as kp
+
+    _, kps, _ = _photo((240, 100))
+    arm = [kp.R_ELBOW, kp.R_WRIST, *range(kp.RIGHT_HAND.start, kp.RIGHT_HAND.stop)]
+    out_left = kps.copy()
+    out_left[arm, 0] -= kps[kp.R_WRIST, 0] + 25  # the wrist 25 px beyond the left edge
+    up = kps.copy()
+    up[arm, 1] -= kps[kp.R_WRIST, 1] + 30  # the hand above the top edge
+    for drive in (out_left, up):
+        moved, shift = keep_inside(drive, (240, 100), reference=kps)
+        np.testing.assert_array_equal(shift, [0, 0])
+    # the core still counts: the whole body past the edge is brought back
+    gone = kps.copy()
+    gone[:, 0] -= 80
+    moved, shift = keep_inside(gone, (240, 100), reference=kps)
+    assert shift[0] > 0 and moved[kp.NECK, 0] > 0
 
 
 def test_synthesize_keeps_frame_count_and_writes_the_photo_resolution(tmp_path, one_thread):

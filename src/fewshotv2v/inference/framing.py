@@ -86,6 +86,7 @@ class Composer:
                 mask = torch.from_numpy(crop_image(r.photo_mask, r.box, box_hw))[None, None]
                 crop = torch.cat([crop, mask.float()], dim=1)
             self.ref_crops.append(crop.to(device))
+        self.canvas_box = np.asarray(ref0.box, np.float32)  # reference 0's crop: its photo is the canvas
         if self.has_mask:
             mask0 = torch.from_numpy(ref0.photo_mask)[None, None].to(device)
             dilate = max(2, round(0.01 * max(self.canvas_hw)))
@@ -130,7 +131,14 @@ class Composer:
             # edge is sampled a second time: slivers about one model pixel wide that showed as thin
             # contours round a moved leg or arm. An opening of that width removes them.
             r = max(1, round(0.5 * box_hw[0] / h))
-            sampled = torch.cat([sampled[:, :3], opened(sampled[:, 3:], r)], dim=1)
+            alpha = opened(sampled[:, 3:], r)
+            if int(out.ref_index[0]) == 0:
+                # Where the canvas photo's own pixels stay where they are, they are the frame: a soft
+                # mask edge laid over the plate would mix the plate into it (a light rim round the hair
+                # and shoulders of a still body, the driver's frame 0 no longer the photo).
+                still = self._stillness(grid, box)
+                alpha = alpha + (1 - alpha) * still
+            sampled = torch.cat([sampled[:, :3], alpha], dim=1)
             base = over_background(sampled, backdrop, coverage)[0]
         else:
             base = sampled
@@ -144,6 +152,19 @@ class Composer:
         weight = _feather(box_hw, _FEATHER[self.mode], crop.device)
         crop = weight * crop + (1 - weight) * backdrop
         return self._paste(crop, box)
+
+    def _stillness(self, grid: torch.Tensor, box: np.ndarray) -> torch.Tensor:
+        """(1, 1, bh, bw) in [0, 1]: 1 where the sampling `grid (1, bh, bw, 2)` (normalised coordinates of
+        reference 0's crop) reads the canvas pixel it writes to (within half a pixel), 0 from 1.5 pixels
+        away."""
+        bh, bw = grid.shape[1:3]
+        rx0, ry0, rx1, ry1 = (float(v) for v in self.canvas_box)
+        src_x = rx0 + (grid[..., 0] + 1) / 2 * (rx1 - rx0) - 0.5  # canvas pixel centres
+        src_y = ry0 + (grid[..., 1] + 1) / 2 * (ry1 - ry0) - 0.5
+        ys = torch.arange(bh, device=grid.device, dtype=grid.dtype).view(1, bh, 1) + float(box[1])
+        xs = torch.arange(bw, device=grid.device, dtype=grid.dtype).view(1, 1, bw) + float(box[0])
+        distance = torch.sqrt((src_x - xs).square() + (src_y - ys).square())
+        return (1.5 - distance).clamp(0, 1)[:, None]
 
     def _paste(self, crop: torch.Tensor, box: np.ndarray) -> torch.Tensor:
         frame = self.backdrop.clone()

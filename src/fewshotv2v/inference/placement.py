@@ -80,32 +80,61 @@ def scale_keypoints(kps: np.ndarray, scale: float) -> np.ndarray:
     return out
 
 
-def keep_inside(
-    kps: np.ndarray, hw: tuple[int, int], margin: float = 0.02, *, only: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Shift keypoints `(137, 3)` so the box of the present ones stays inside the canvas (a `margin`
-    fraction from the edges), the head's top included (it lies above the eyes and ears: one nose-to-neck
-    distance above the nose). A body wider than the canvas is centred; one taller than it keeps its head
-    in and lets its feet leave at the bottom (a standing driver on a crouching or cropped reference: the
-    face matters more than the shoes). `only (137,)` bool: the points that count (those the reference
-    photo shows: a half-body photo's missing legs may leave the canvas). Returns (keypoints, shift (2,))."""
-    ok = (kps[:, 2] > 0) & (only if only is not None else True)
-    shifts = np.zeros(2, np.float32)
+# The points `keep_inside` keeps on the canvas: across, the head and face, neck, shoulders and hips (the
+# body's core); down, also the legs and feet. Arms and hands never count.
+CORE = np.zeros(kp.NUM_KEYPOINTS, bool)
+CORE[[*kp.HEAD_POINTS, kp.NECK, kp.R_SHOULDER, kp.L_SHOULDER, kp.MID_HIP, kp.R_HIP, kp.L_HIP]] = True
+CORE[kp.FACE] = True
+UPRIGHT = CORE.copy()
+UPRIGHT[[kp.R_KNEE, kp.L_KNEE, *kp.FEET_POINTS]] = True
+
+
+def _extent(kps: np.ndarray, ok: np.ndarray, axis: int) -> tuple[float, float] | None:
+    """(lo, hi) along `axis` (0: x, 1: y) of the keypoints `ok` marks; along y the head's top counts (it
+    lies above the eyes and ears: one nose-to-neck distance above the nose). None when none is marked."""
     if not ok.any():
-        return kps, shifts
-    out = kps.copy()
-    top = float(kps[ok, 1].min())
-    if kps[kp.NOSE, 2] > 0 and kps[kp.NECK, 2] > 0:  # the top of the head
-        top = min(top, float(2 * kps[kp.NOSE, 1] - kps[kp.NECK, 1]))
-    for axis, limit in ((0, hw[1]), (1, hw[0])):
-        lo, hi = (top if axis == 1 else float(kps[ok, axis].min())), float(kps[ok, axis].max())
-        pad = margin * limit
-        if hi - lo <= limit - 2 * pad:
-            shift = max(0.0, pad - lo) - max(0.0, hi - (limit - 1 - pad))
+        return None
+    lo, hi = float(kps[ok, axis].min()), float(kps[ok, axis].max())
+    if axis == 1 and ok[kp.NOSE] and kps[kp.NECK, 2] > 0:
+        lo = min(lo, float(2 * kps[kp.NOSE, 1] - kps[kp.NECK, 1]))
+    return lo, hi
+
+
+def keep_inside(
+    kps: np.ndarray, hw: tuple[int, int], margin: float = 0.02, *, reference: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shift keypoints `(137, 3)` so the body stays inside the canvas, a `margin` fraction from the edges:
+    across, its core (`CORE`: head, face, neck, shoulders, hips); down, the core and the legs (`UPRIGHT`),
+    the head's top included. Arms never count: a hand swinging past the edge of a narrow photo, or raised
+    above the head, must not push the whole body aside. A core wider than the canvas is centred; a body
+    taller than it keeps its head in and lets its feet leave at the bottom (a standing driver on a
+    crouching or cropped reference: the face matters more than the shoes).
+
+    `reference (137, 3)`: the reference photo's own keypoints on this canvas. Then only the points it shows
+    *inside* the canvas count (a detector places a half-body photo's unseen knees and heels below the
+    frame), and each edge's limit gives way to where the reference itself reaches (a photo cut at the
+    crown), so the reference's own pose is never moved. Returns (keypoints, shift (2,))."""
+    shown = np.ones(len(kps), bool)
+    if reference is not None:
+        shown = (reference[:, 2] > 0) & (reference[:, 0] >= 0) & (reference[:, 1] >= 0)
+        shown &= (reference[:, 0] <= hw[1] - 1) & (reference[:, 1] <= hw[0] - 1)
+    out, shifts = kps.copy(), np.zeros(2, np.float32)
+    for axis, (counted, limit) in enumerate(((CORE, hw[1]), (UPRIGHT, hw[0]))):
+        low, high = margin * limit, limit - 1 - margin * limit
+        if reference is not None:  # the reference's own reach is always allowed
+            ref = _extent(reference, shown & counted, axis)
+            if ref is not None:
+                low, high = min(low, ref[0]), max(high, ref[1])
+        box = _extent(kps, (kps[:, 2] > 0) & shown & counted, axis)
+        if box is None:
+            continue
+        lo, hi = box
+        if hi - lo <= high - low:
+            shift = max(0.0, low - lo) - max(0.0, hi - high)
         elif axis == 1:
-            shift = pad - lo  # too tall: the head stays in
+            shift = low - lo  # too tall: the head stays in
         else:
-            shift = (limit - 1) / 2 - (lo + hi) / 2
+            shift = (low + high) / 2 - (lo + hi) / 2
         out[kps[:, 2] > 0, axis] += shift
         shifts[axis] = shift
     return out, shifts
@@ -150,7 +179,7 @@ class Placement:
         kc = self.retarget(kps)  # (137, 3) canvas pixels
         shift = np.zeros(2, np.float32)
         if self.mode == "pose":
-            kc, shift = keep_inside(kc, self.canvas_hw, only=self.ref_keypoints[:, 2] > 0)
+            kc, shift = keep_inside(kc, self.canvas_hw, reference=self.ref_keypoints)
             box = self._follow(kc)
         else:
             box = self.ref_boxes[0]
