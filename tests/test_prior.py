@@ -420,6 +420,19 @@ def test_limb_radius_is_measured_in_the_reference_mask():
         pose_prior_flow(ref, ref, (512, 256), ref_mask=torch.zeros(3, 2, 512, 256))
 
 
+def test_a_limb_across_the_body_gets_the_default_radius_not_the_clamp():
+    """A mask that is the person on both sides of a limb all the way out (an arm across the chest) tells
+    nothing of the limb's width: the default radius, not the 2x clamp (the arm took a band of the chest
+    with it). The head's is hair: there the clamp stays."""
+    _, ref, _ = _person(size=(512, 256))
+    tab = body_parts.tables("cpu")
+    xy, ok = prior._split(ref[None], 0.05)
+    default = torch.full((1, len(body_parts.MEASURED)), 12.0)
+    radius = body_parts.mask_radius(torch.ones(1, 1, 512, 256), xy, ok, default, tab)[0]
+    torch.testing.assert_close(radius[:-1], default[0, :-1])  # the limbs
+    assert body_parts.MEASURED[-1] == body_parts.HEAD_PART and radius[-1] == 24.0
+
+
 def test_hair_wider_than_the_head_moves_with_it():
     """The head's radius is measured in the mask like a limb's: a big hairdo beside the head is covered
     by the head part and carried with it, instead of staying behind as a smear of hair."""

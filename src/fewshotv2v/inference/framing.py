@@ -23,31 +23,31 @@ import torch.nn.functional as F
 
 from fewshotv2v.inference.placement import FrameTarget, Placement
 from fewshotv2v.inference.plate import fill_plate
+from fewshotv2v.models import body_parts
 from fewshotv2v.models.composite import composite, fill_background, over_background
+from fewshotv2v.models.prior import parts_coverage, parts_radius
 from fewshotv2v.modes import get_mode
-from fewshotv2v.semantics.crops import crop_image
+from fewshotv2v.semantics.crops import crop_image, transform_keypoints
 
 _FEATHER = {"pose": 0.03, "face": 0.12}  # paste-back feather, fraction of the crop side
-
-
-def _crop_tensor(t: torch.Tensor, box: np.ndarray) -> torch.Tensor:
-    """`t (1, C, H, W)` cropped to an integer box, edges replicated where the box leaves the image."""
-    h, w = t.shape[-2:]
-    x0, y0, x1, y1 = (int(v) for v in box)
-    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-    if cx0 >= cx1 or cy0 >= cy1:  # entirely outside: the nearest edge pixel
-        cx0, cx1 = min(max(0, x0), w - 1), min(max(0, x0), w - 1) + 1
-        cy0, cy1 = min(max(0, y0), h - 1), min(max(0, y0), h - 1) + 1
-    part = t[..., cy0:cy1, cx0:cx1]
-    pads = (cx0 - x0, x1 - cx1, cy0 - y0, y1 - cy1)
-    return F.pad(part, pads, mode="replicate") if any(pads) else part
+# The body behind a moved arm (`_arms_layer`), in fractions of the crop height: the arms' area is grown by
+# ARM_MARGIN and smoothed as much, and filled from the person's pixels within RING of it
+ARM_MARGIN = 0.015
+RING = 0.02
+CLEAR = 0.1  # below this the arms' area is clear of the arm: the fill's sources
 
 
 def opened(mask: torch.Tensor, r: int) -> torch.Tensor:
     """`mask (B, 1, H, W)` eroded, then dilated, by `r` pixels (a morphological opening): what is thinner
-    than 2r + 1 pixels goes, the rest keeps its shape (never above the input)."""
+    than 2r + 1 pixels goes, the rest keeps its shape (never above the input). Square windows, taken as
+    a column then a row (the same result, a fraction of the work at 1024 px)."""
     k = 2 * r + 1
-    return F.max_pool2d(-F.max_pool2d(-mask, k, stride=1, padding=r), k, stride=1, padding=r)
+
+    def grow(m: torch.Tensor) -> torch.Tensor:
+        m = F.max_pool2d(m, (k, 1), stride=1, padding=(r, 0))
+        return F.max_pool2d(m, (1, k), stride=1, padding=(0, r))
+
+    return grow(-grow(-mask))
 
 
 @functools.lru_cache(maxsize=8)  # per box size: the pose box keeps its size, the face box is fixed
@@ -77,15 +77,19 @@ class Composer:
         self.canvas = ref0.photo  # uint8 (Hc, Wc, 3)
         self.canvas_hw = self.canvas.shape[:2]
         canvas_t = image_to_tensor(self.canvas)[None].to(device)  # (1, 3, Hc, Wc) in [-1, 1]
-        # Full-resolution reference crops (1, 3 or 4, Hr, Wr): image (+ person mask in pose mode).
-        self.ref_crops = []
+        # Full-resolution reference crops (1, 3 | 9, Hr, Wr): the image; pose: + person mask, where its arms
+        # lie, and the arms' layer (`_arms_layer`: image and mask with the arms taken off the body).
+        self.ref_crops, self.arm_radius = [], []
         for r in references:
             box_hw = (int(r.box[3] - r.box[1]), int(r.box[2] - r.box[0]))
-            crop = image_to_tensor(crop_image(r.photo, r.box, box_hw))[None]
+            crop = image_to_tensor(crop_image(r.photo, r.box, box_hw))[None].to(device)
             if self.has_mask:
-                mask = torch.from_numpy(crop_image(r.photo_mask, r.box, box_hw))[None, None]
-                crop = torch.cat([crop, mask.float()], dim=1)
-            self.ref_crops.append(crop.to(device))
+                mask = torch.from_numpy(crop_image(r.photo_mask, r.box, box_hw))[None, None].float()
+                kps = transform_keypoints(r.photo_keypoints, r.box, box_hw)
+                arms, armless, radius = _arms_layer(crop, mask.to(device), kps)
+                crop = torch.cat([crop, mask.to(device), arms, armless], dim=1)
+                self.arm_radius.append(radius * (self.hw[0] / box_hw[0]))  # (1, P) in model-crop pixels
+            self.ref_crops.append(crop)
         self.canvas_box = np.asarray(ref0.box, np.float32)  # reference 0's crop: its photo is the canvas
         if self.has_mask:
             mask0 = torch.from_numpy(ref0.photo_mask)[None, None].to(device)
@@ -107,10 +111,24 @@ class Composer:
         return self.backdrop.clone()
 
     def compose(self, out, target: FrameTarget) -> torch.Tensor:
-        """The generator's output (model size) composited at canvas resolution -> (1, 3, Hc, Wc)."""
+        """The generator's output (model size) composited at canvas resolution -> (1, 3, Hc, Wc). Only the
+        part of the target box that lies on the canvas is computed (the box of a half-body photo reaches
+        far below it: half of a 1024 px pose frame's work was never shown)."""
         h, w = self.hw
         box = target.box
         box_hw = (int(box[3] - box[1]), int(box[2] - box[0]))
+        x0, y0 = int(box[0]), int(box[1])
+        hc, wc = self.canvas_hw
+        cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(wc, x0 + box_hw[1]), min(hc, y0 + box_hw[0])
+        if cx0 >= cx1 or cy0 >= cy1:  # the box is off the canvas
+            return self.backdrop.clone()
+        window = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))  # of the box, on the canvas
+
+        def upsampled(field: torch.Tensor) -> torch.Tensor:  # model size -> the box, cut to the window
+            return F.interpolate(field.float(), size=box_hw, mode="bilinear", align_corners=False)[
+                ..., window[0], window[1]
+            ]
+
         flow = out.flow_ref.float()  # (1, 2, h, w) target-crop -> reference-crop pixels (model size)
         ys = torch.arange(h, device=flow.device, dtype=torch.float32).view(1, h, 1)
         xs = torch.arange(w, device=flow.device, dtype=torch.float32).view(1, 1, w)
@@ -119,61 +137,112 @@ class Composer:
         grid = torch.stack(
             [(xs + flow[:, 0] + 0.5) * (2.0 / w) - 1.0, (ys + flow[:, 1] + 0.5) * (2.0 / h) - 1.0], dim=1
         )
-        grid = F.interpolate(grid, size=box_hw, mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
-        ref_crop = self.ref_crops[int(out.ref_index[0])]
-        sampled = F.grid_sample(ref_crop, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        backdrop = _crop_tensor(self.backdrop, box)  # (1, 3, bh, bw)
+        grid = upsampled(grid).permute(0, 2, 3, 1)  # (1, vh, vw, 2)
+        k = int(out.ref_index[0])
+        sampled = F.grid_sample(
+            self.ref_crops[k], grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
+        backdrop = self.backdrop[..., cy0:cy1, cx0:cx1]  # (1, 3, vh, vw)
         if self.has_mask:  # only where the target body is (no ghost at its old place)
-            coverage = out.coverage
-            if coverage is not None:
-                coverage = F.interpolate(coverage.float(), size=box_hw, mode="bilinear", align_corners=False)
+            sampled = self._arms_over_body(sampled, target, k, upsampled)
+            coverage = upsampled(out.coverage) if out.coverage is not None else None
             # Where the blended part transforms fold the flow over beside a limb, the reference's mask
             # edge is sampled a second time: slivers about one model pixel wide that showed as thin
             # contours round a moved leg or arm. An opening of that width removes them.
             r = max(1, round(0.5 * box_hw[0] / h))
             alpha = opened(sampled[:, 3:], r)
-            if int(out.ref_index[0]) == 0:
+            if k == 0:
                 # Where the canvas photo's own pixels stay where they are, they are the frame: a soft
                 # mask edge laid over the plate would mix the plate into it (a light rim round the hair
                 # and shoulders of a still body, the driver's frame 0 no longer the photo).
-                still = self._stillness(grid, box)
+                still = self._stillness(grid, (cx0, cy0))
                 alpha = alpha + (1 - alpha) * still
             sampled = torch.cat([sampled[:, :3], alpha], dim=1)
             base = over_background(sampled, backdrop, coverage)[0]
         else:
             base = sampled
-        up = F.interpolate(
-            torch.cat([out.mask_ref.float(), out.raw_image.float()], dim=1),
-            size=box_hw,
-            mode="bilinear",
-            align_corners=False,
-        )
+        up = upsampled(torch.cat([out.mask_ref, out.raw_image], dim=1))
         crop = composite(base, 1 - up[:, :1], up[:, 1:])  # the photo's detail + the upsampled correction
-        weight = _feather(box_hw, _FEATHER[self.mode], crop.device)
+        weight = _feather(box_hw, _FEATHER[self.mode], crop.device)[..., window[0], window[1]]
         crop = weight * crop + (1 - weight) * backdrop
-        return self._paste(crop, box)
+        frame = self.backdrop.clone()
+        frame[..., cy0:cy1, cx0:cx1] = crop
+        return frame
 
-    def _stillness(self, grid: torch.Tensor, box: np.ndarray) -> torch.Tensor:
-        """(1, 1, bh, bw) in [0, 1]: 1 where the sampling `grid (1, bh, bw, 2)` (normalised coordinates of
-        reference 0's crop) reads the canvas pixel it writes to (within half a pixel), 0 from 1.5 pixels
-        away."""
-        bh, bw = grid.shape[1:3]
+    def _arms_over_body(self, sampled: torch.Tensor, target: FrameTarget, k: int, upsampled) -> torch.Tensor:
+        """The reference crop's 9 channels sampled through the flow -> (1, 4, bh, bw) image and mask: the
+        photo where the target's arms cover a pixel as much as the reference's arms covered its source
+        (a still arm, an arm that moved there, or no arm at all), the arms' layer where the target's arm
+        has left it (the body behind a moved arm, not a copy of the arm)."""
+        photo, arms_at_source, armless = sampled[:, :4], sampled[:, 4:5], sampled[:, 5:9]
+        kps = torch.from_numpy(np.asarray(target.keypoints, np.float32))[None].to(sampled.device)
+        arms = upsampled(
+            _soft_grow(parts_coverage(kps, self.hw, radius=self.arm_radius[k], only=body_parts.ARMS))
+        )
+        # a ramp between a quarter and three quarters of the ratio: an arm is there or not (half-and-half
+        # blends of the photo and the fill smudged the hand)
+        ratio = torch.where(arms_at_source > 1e-3, arms / arms_at_source.clamp(min=1e-3), 1.0)
+        keep = ((ratio - 0.25) * 2).clamp(0, 1)
+        return keep * photo + (1 - keep) * armless
+
+    def _stillness(self, grid: torch.Tensor, origin: tuple[int, int]) -> torch.Tensor:
+        """(1, 1, vh, vw) in [0, 1]: 1 where the sampling `grid (1, vh, vw, 2)` (normalised coordinates of
+        reference 0's crop) of the canvas window at `origin` (x, y) reads the canvas pixel it writes to
+        (within half a pixel), 0 from 1.5 pixels away."""
+        vh, vw = grid.shape[1:3]
         rx0, ry0, rx1, ry1 = (float(v) for v in self.canvas_box)
         src_x = rx0 + (grid[..., 0] + 1) / 2 * (rx1 - rx0) - 0.5  # canvas pixel centres
         src_y = ry0 + (grid[..., 1] + 1) / 2 * (ry1 - ry0) - 0.5
-        ys = torch.arange(bh, device=grid.device, dtype=grid.dtype).view(1, bh, 1) + float(box[1])
-        xs = torch.arange(bw, device=grid.device, dtype=grid.dtype).view(1, 1, bw) + float(box[0])
+        ys = torch.arange(vh, device=grid.device, dtype=grid.dtype).view(1, vh, 1) + float(origin[1])
+        xs = torch.arange(vw, device=grid.device, dtype=grid.dtype).view(1, 1, vw) + float(origin[0])
         distance = torch.sqrt((src_x - xs).square() + (src_y - ys).square())
         return (1.5 - distance).clamp(0, 1)[:, None]
 
-    def _paste(self, crop: torch.Tensor, box: np.ndarray) -> torch.Tensor:
-        frame = self.backdrop.clone()
-        hc, wc = self.canvas_hw
-        x0, y0, x1, y1 = (int(v) for v in box)
-        cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(wc, x1), min(hc, y1)
-        if cx0 < cx1 and cy0 < cy1:
-            frame[..., cy0:cy1, cx0:cx1] = crop[..., cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-        return frame
+
+def _soft_grow(cover: torch.Tensor) -> torch.Tensor:
+    """`cover (B, 1, H, W)` grown by `ARM_MARGIN` of its height (fingers and sleeves stick out of the
+    parts' radii), then smoothed over as much again: a ramp, not the plateau edge of a plain dilation,
+    which drew the filled area as a slab with straight sides."""
+    r = max(1, round(ARM_MARGIN * cover.shape[-2]))
+    grown = F.max_pool2d(cover, 2 * r + 1, stride=1, padding=r)
+    return F.avg_pool2d(grown, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+
+
+def _arms_layer(image: torch.Tensor, mask: torch.Tensor, kps: np.ndarray):
+    """A reference crop's arms and the body without them, at the crop's resolution.
+
+    image (1, 3, H, W) in [-1, 1], mask (1, 1, H, W) the person, kps (137, 3) in crop pixels -> (where the
+    arms lie (1, 1, H, W), the arms' layer (1, 4, H, W), the parts' radii (1, P) in crop pixels). The
+    layer's image is the photo with the arms' pixels on the person filled from the body under them; its
+    mask keeps those pixels only where another part lies under them (an arm across the chest leaves
+    chest; an arm held out leaves background)."""
+    kps_t = torch.from_numpy(np.asarray(kps, np.float32))[None].to(image.device)
+    size = tuple(image.shape[-2:])
+    radius = parts_radius(kps_t, size, mask=mask)
+    arms = _soft_grow(parts_coverage(kps_t, size, radius=radius, only=body_parts.ARMS))
+    body = parts_coverage(kps_t, size, radius=radius, only=body_parts.NOT_ARMS)
+    # What lies behind the arm: each part it may lie on (torso, head, legs: `BEHIND_ARMS`) filled smoothly
+    # from its own pixels clear of the arm (arms below CLEAR, 2 px inside the person: no background mixed
+    # in) within RING of it, weighted by where each part lies. A fill from the whole person averaged coat,
+    # shirt and jeans into a grey slab (or tinted a chest with the hair); the texture fill of
+    # `inference.plate` copied the jeans over the coat.
+    hole = (arms > CLEAR).float()
+    ring = max(1, round(RING * size[0]))
+    clear = -F.max_pool2d(-mask, 5, stride=1, padding=2) * (1 - hole)
+    clear = clear * F.max_pool2d(hole, 2 * ring + 1, stride=1, padding=ring)
+    filled, total = torch.zeros_like(image), torch.zeros_like(mask)
+    for group in body_parts.BEHIND_ARMS:
+        part = parts_coverage(kps_t, size, radius=radius, only=group)  # (1, 1, H, W)
+        known = clear * (part > 0.5)
+        if known.sum() < 1:  # the part is missing, or all behind the arm
+            continue
+        filled = filled + part * fill_background(image, 1 - known, dilate=0)
+        total = total + part
+    filled = torch.where(total > 1e-3, filled / total.clamp(min=1e-3), image)
+    fill = (arms / CLEAR).clamp(0, 1) * mask  # all of the arms' area: no faint copy of the fingers
+    layer_image = fill * filled + (1 - fill) * image
+    layer_mask = mask * (1 - arms * (1 - body))
+    return arms, torch.cat([layer_image, layer_mask], dim=1), radius
 
 
 __all__ = ["Composer", "opened"]

@@ -60,6 +60,16 @@ PARTS = (
 DEPTH = 3  # longest parent chain (torso -> upper arm -> forearm -> hand)
 LIMBS = tuple(i for i, p in enumerate(PARTS) if len(p[3]) == 1)  # single-bone parts
 HEAD_PART = next(i for i, p in enumerate(PARTS) if p[0] == "head")
+# The arms (upper arms, forearms, hands): in front of the body, so where one moves away the body behind it
+# shows (`inference.framing`'s arms layer); the others are the body they lie on.
+ARMS = tuple(i for i, p in enumerate(PARTS) if p[0].endswith(("upper_arm", "forearm", "hand")))
+NOT_ARMS = tuple(i for i in range(len(PARTS)) if i not in ARMS)
+_NAMES = {p[0]: i for i, p in enumerate(PARTS)}
+# What an arm may lie in front of, each filled from its own pixels: torso, head, each leg.
+BEHIND_ARMS = tuple(
+    tuple(_NAMES[n] for n in group)
+    for group in (("torso",), ("head",), ("r_thigh", "r_shin", "r_foot"), ("l_thigh", "l_shin", "l_foot"))
+)
 # Parts whose radius is measured in the reference mask (`mask_radius`): the limbs across their bone, and
 # the head across its upward bone (nose -> crown), so that hair wider than a head moves with it.
 MEASURED = (*LIMBS, HEAD_PART)
@@ -69,9 +79,9 @@ MEASURED_BONES = (*(PARTS[i][3][0] for i in LIMBS), (kp.NOSE, CROWN))
 @functools.lru_cache(maxsize=8)
 def tables(device: torch.device) -> dict[str, Tensor]:
     """Index tensors of PARTS: fit membership (P, 137), parents (P,), segments (S, 2), their part (S,) and
-    (S, P) one-hot, radius fractions (P,), the measured parts' bones (M, 2) and part indices (M,). Cached per
-    device (read-only); made outside inference mode so that a cache filled under `torch.inference_mode`
-    (synthesis) still serves autograd (training)."""
+    (S, P) one-hot, radius fractions (P,), the measured parts' bones (M, 2), part indices (M,) and which
+    of them are limbs (M,). Cached per device (read-only); made outside inference mode so that a cache
+    filled under `torch.inference_mode` (synthesis) still serves autograd (training)."""
     with torch.inference_mode(False):
         return _make_tables(device)
 
@@ -90,6 +100,7 @@ def _make_tables(device: torch.device) -> dict[str, Tensor]:
         "radius": torch.tensor([p[4] for p in PARTS], device=device),
         "bone": torch.tensor(MEASURED_BONES, device=device),
         "measured": torch.tensor(MEASURED, device=device),
+        "is_limb": torch.tensor([i in LIMBS for i in MEASURED], device=device),  # (M,) not the head
     }
 
 
@@ -177,9 +188,10 @@ def mask_radius(mask: Tensor, ref_xy: Tensor, ref_ok: Tensor, default: Tensor, t
 
     At 30 / 50 / 70 % along each part's bone, walk along the bone's normal on both sides (16 steps up to
     2x the default radius) and count the consecutive samples inside the mask (> 0.5); per position take
-    the thinner side (the other may run into the torso, or a raised hand beside the head), then the median
-    over positions. Clamped to [0.5, 2] x the default; the default is kept where the bone is missing or not
-    inside the mask.
+    the thinner side (the other may run into the torso, or a raised hand beside the head; inside all the
+    way on both sides, a limb lies across the body: the default), then the median over positions.
+    Clamped to [0.5, 2] x the default; the default is kept where the bone is missing or not inside the
+    mask.
     """
     _, _, h, w = mask.shape
     ref_xy, ref_ok = with_crown(ref_xy, ref_ok)
@@ -203,6 +215,11 @@ def mask_radius(mask: Tensor, ref_xy: Tensor, ref_ok: Tensor, default: Tensor, t
     inside = inside.reshape(pos.shape[:-1]).float()  # (B, L, 3, 2, K)
     # consecutive inside samples; the edge lies on average half a step past the last one
     run = (inside[..., 1:].cumprod(-1).sum(-1) + 0.5) * (reach / steps)[..., None, None]  # (B, L, 3, 2)
-    radius = run.amin(-1).median(-1).values  # (B, L)
+    radius = run.amin(-1)  # (B, L, 3)
+    # Inside all the way on both sides: the limb lies in front of the body (an arm across the chest) and
+    # the mask cannot tell its width; the default it is (measured, it was the 2x clamp, and the arm took
+    # a band of the chest with it). Not the head's: there it is hair, which is the head's.
+    across_body = (inside[..., 1:].amin((-1, -2)) > 0) & tab["is_limb"][None, :, None]  # (B, L, 3)
+    radius = torch.where(across_body, default[..., None], radius).median(-1).values  # (B, L)
     ok = ok & (inside[..., 0].amin((-1, -2)) > 0) & (length[..., 0] > 1e-3)
     return torch.where(ok, radius.clamp(0.5 * default, 2 * default), default)

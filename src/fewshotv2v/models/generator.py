@@ -101,7 +101,7 @@ def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None, ref_
             kw["ref_mask"] = ref_mask
             kw["ref_explained"] = explained
         flow, coverage = prior_flow(config.mode, ref_kps, drive_kps, config.size, **kw)
-        return flow, _loosen(coverage)
+        return flow, loosen(coverage)
     a, c = transform[:, :1, None].float(), transform[:, None, 1:].float()  # (B, 1, 1), (B, 1, 2)
     ref_in_target = torch.cat([(ref_kps[..., :2].float() - c) / a, ref_kps[..., 2:].float()], dim=-1)
     camera = C.similarity_flow(transform, config.size)
@@ -109,7 +109,7 @@ def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None, ref_
         kw["ref_mask"] = warp(ref_mask.float(), camera)
         kw["ref_explained"] = warp(explained.float(), camera) if explained is not None else None
     f, coverage = prior_flow(config.mode, ref_in_target, drive_kps, config.size, **kw)  # (B, 2|1, H, W)
-    return camera + a[..., None] * f, _loosen(coverage)
+    return camera + a[..., None] * f, loosen(coverage)
 
 
 # Face crops: the border stays still and the head moves inside it (a head in front of a static background;
@@ -118,7 +118,7 @@ FACE_BORDER = "static"
 COVERAGE_MARGIN = 0.02  # of the crop height: hair and loose clothes stick out of the prior's limb radii
 
 
-def _loosen(coverage: torch.Tensor) -> torch.Tensor:
+def loosen(coverage: torch.Tensor) -> torch.Tensor:
     """The prior's body coverage (B, 1, H, W) grown by `COVERAGE_MARGIN`: it only has to tell the body's
     new place from its old one (where the flow is zero), not trace its outline; the warped person mask
     does that."""

@@ -373,25 +373,39 @@ def _inside(d: Tensor, r: Tensor, spacing: float) -> Tensor:
     return torch.where(d < parts.FAR, torch.sigmoid((r - d) / edge), 0.0)
 
 
-def parts_coverage(
-    kps: Tensor, size: tuple[int, int], *, mask: Tensor | None = None, threshold: float = 0.05,
-    stride: int | None = None,
-) -> Tensor:  # fmt: skip
-    """(B, 1, H, W) in [0, 1]: where the body parts of `kps` (B, 137, 3) lie (1 - prod_i (1 - inside_i),
-    the coverage of `pose_prior_flow` for a person standing still). With `mask` (the person mask) the limb
-    and head radii are measured in it. Computed once per reference (`pose_prior_flow(ref_explained=...)`)."""
-    xy_kps = _as_batch(kps, "kps")
-    h, w = int(size[0]), int(size[1])
-    device = xy_kps.device
-    tab = parts.tables(device)
-    xy, ok = _split(xy_kps, threshold)
+def parts_radius(kps: Tensor, size: tuple[int, int], *, mask: Tensor | None = None, threshold: float = 0.05):
+    """(B, P) half-widths in pixels of the body parts of `kps` (B, 137, 3): the `PARTS` fractions of the
+    person's size, the limbs' and head's measured in the person `mask` when one is given (as
+    `pose_prior_flow` does for a reference standing still)."""
+    xy, ok = _split(_as_batch(kps, "kps"), threshold)
+    tab = parts.tables(xy.device)
     radius = (tab["radius"] * parts.person_size(xy, ok)[:, None]).clamp(min=1.0)  # (B, P)
     if mask is not None:
-        mask = _as_mask(mask, xy.shape[0], (h, w), device)
+        mask = _as_mask(mask, xy.shape[0], (int(size[0]), int(size[1])), xy.device)
         measured = parts.mask_radius(mask, xy, ok, radius[:, tab["measured"]], tab)
         radius = radius.index_copy(1, tab["measured"], measured.clamp(min=1.0))
-    x, y = _grid(h, w, device, _auto_stride(h, w, stride, samples=256))
+    return radius
+
+
+def parts_coverage(
+    kps: Tensor, size: tuple[int, int], *, mask: Tensor | None = None, threshold: float = 0.05,
+    stride: int | None = None, radius: Tensor | None = None, only: tuple[int, ...] | None = None,
+) -> Tensor:  # fmt: skip
+    """(B, 1, H, W) in [0, 1]: where the body parts of `kps` (B, 137, 3) lie (1 - prod_i (1 - inside_i),
+    the coverage of `pose_prior_flow` for a person standing still). Radii: `radius (B, P)` when given,
+    else `parts_radius` (with `mask`, the person mask, the limbs' and head's are measured in it). `only`:
+    indices of `body_parts.PARTS` to cover (default all). Computed once per reference
+    (`pose_prior_flow(ref_explained=...)`, the arms' layer of `inference.framing`)."""
+    xy_kps = _as_batch(kps, "kps")
+    h, w = int(size[0]), int(size[1])
+    xy, ok = _split(xy_kps, threshold)
+    if radius is None:
+        radius = parts_radius(xy_kps, size, mask=mask, threshold=threshold)
+    tab = parts.tables(xy.device)
+    x, y = _grid(h, w, xy.device, _auto_stride(h, w, stride, samples=256))
     inside = _inside(parts.part_distance(xy, ok, tab, x, y), radius[..., None, None], _spacing(x, y, h, w))
+    if only is not None:
+        inside = inside[:, list(only)]
     return _upsample(1 - torch.prod(1 - inside, 1, keepdim=True), h, w)
 
 
