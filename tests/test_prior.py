@@ -420,6 +420,20 @@ def test_limb_radius_is_measured_in_the_reference_mask():
         pose_prior_flow(ref, ref, (512, 256), ref_mask=torch.zeros(3, 2, 512, 256))
 
 
+def test_a_forearm_moved_in_front_of_the_chest_takes_its_own_motion():
+    """Inside the torso's quadrilateral the torso's distance is 0: without the arms' lead in the blend, a
+    forearm folded across the chest took the chest's (zero) motion there and vanished into it."""
+    _, ref, _ = _person(syn.Pose(r_arm=0.15, r_elbow=0.0))  # the right arm hanging
+    drive = _rotate_about(ref, _forearm_and_hand(), ref[kp.R_ELBOW, :2], -2.0)  # folded across the chest
+    flow, _ = pose_prior_flow(ref, drive, POSE_HW)
+    # a point 3/4 down the folded forearm lies on the torso and must come from 3/4 down the hanging one
+    target = drive[kp.R_ELBOW, :2] + 0.75 * (drive[kp.R_WRIST, :2] - drive[kp.R_ELBOW, :2])
+    source = ref[kp.R_ELBOW, :2] + 0.75 * (ref[kp.R_WRIST, :2] - ref[kp.R_ELBOW, :2])
+    x, y = (int(v) for v in target.round())
+    got = torch.tensor([x, y], dtype=torch.float32) + flow[0, :, y, x]
+    assert (got - source).norm() < 2.0, (got, source)
+
+
 def test_a_limb_across_the_body_gets_the_default_radius_not_the_clamp():
     """A mask that is the person on both sides of a limb all the way out (an arm across the chest) tells
     nothing of the limb's width: the default radius, not the 2x clamp (the arm took a band of the chest

@@ -37,17 +37,18 @@ RING = 0.02
 CLEAR = 0.1  # below this the arms' area is clear of the arm: the fill's sources
 
 
+def _grow(mask: torch.Tensor, r: int) -> torch.Tensor:
+    """`mask (B, 1, H, W)` dilated by `r` pixels (a square window, taken as a column then a row: the same
+    result, a fraction of the work at 1024 px)."""
+    k = 2 * r + 1
+    mask = F.max_pool2d(mask, (k, 1), stride=1, padding=(r, 0))
+    return F.max_pool2d(mask, (1, k), stride=1, padding=(0, r))
+
+
 def opened(mask: torch.Tensor, r: int) -> torch.Tensor:
     """`mask (B, 1, H, W)` eroded, then dilated, by `r` pixels (a morphological opening): what is thinner
-    than 2r + 1 pixels goes, the rest keeps its shape (never above the input). Square windows, taken as
-    a column then a row (the same result, a fraction of the work at 1024 px)."""
-    k = 2 * r + 1
-
-    def grow(m: torch.Tensor) -> torch.Tensor:
-        m = F.max_pool2d(m, (k, 1), stride=1, padding=(r, 0))
-        return F.max_pool2d(m, (1, k), stride=1, padding=(0, r))
-
-    return grow(-grow(-mask))
+    than 2r + 1 pixels goes, the rest keeps its shape (never above the input)."""
+    return _grow(-_grow(-mask, r), r)
 
 
 @functools.lru_cache(maxsize=8)  # per box size: the pose box keeps its size, the face box is fixed
@@ -204,7 +205,7 @@ def _soft_grow(cover: torch.Tensor) -> torch.Tensor:
     parts' radii), then smoothed over as much again: a ramp, not the plateau edge of a plain dilation,
     which drew the filled area as a slab with straight sides."""
     r = max(1, round(ARM_MARGIN * cover.shape[-2]))
-    grown = F.max_pool2d(cover, 2 * r + 1, stride=1, padding=r)
+    grown = _grow(cover, r)
     return F.avg_pool2d(grown, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
 
 
@@ -221,18 +222,19 @@ def _arms_layer(image: torch.Tensor, mask: torch.Tensor, kps: np.ndarray):
     radius = parts_radius(kps_t, size, mask=mask)
     arms = _soft_grow(parts_coverage(kps_t, size, radius=radius, only=body_parts.ARMS))
     body = parts_coverage(kps_t, size, radius=radius, only=body_parts.NOT_ARMS)
-    # What lies behind the arm: each part it may lie on (torso, head, legs: `BEHIND_ARMS`) filled smoothly
-    # from its own pixels clear of the arm (arms below CLEAR, 2 px inside the person: no background mixed
-    # in) within RING of it, weighted by where each part lies. A fill from the whole person averaged coat,
-    # shirt and jeans into a grey slab (or tinted a chest with the hair); the texture fill of
-    # `inference.plate` copied the jeans over the coat.
+    # What lies behind the arm: each part it may lie on (torso, head, legs: `BEHIND_ARMS`, and the person
+    # no part reaches) filled smoothly from its own pixels clear of the arm (arms below CLEAR, 2 px inside
+    # the person: no background mixed in) within RING of it, weighted by where each part lies. A fill
+    # from the whole person averaged coat, shirt and jeans into a grey slab (or tinted a chest with the
+    # hair); the texture fill of `inference.plate` copied the jeans over the coat.
     hole = (arms > CLEAR).float()
     ring = max(1, round(RING * size[0]))
-    clear = -F.max_pool2d(-mask, 5, stride=1, padding=2) * (1 - hole)
-    clear = clear * F.max_pool2d(hole, 2 * ring + 1, stride=1, padding=ring)
+    clear_of_edge = -_grow(-mask, 2)  # 2 px inside the person
+    clear = clear_of_edge * (1 - hole)
+    clear = clear * _grow(hole, ring)
     filled, total = torch.zeros_like(image), torch.zeros_like(mask)
-    for group in body_parts.BEHIND_ARMS:
-        part = parts_coverage(kps_t, size, radius=radius, only=group)  # (1, 1, H, W)
+    parts = [parts_coverage(kps_t, size, radius=radius, only=group) for group in body_parts.BEHIND_ARMS]
+    for part in [*parts, 1 - body]:  # (1, 1, H, W) each; last: what no part reaches (a suit without hips)
         known = clear * (part > 0.5)
         if known.sum() < 1:  # the part is missing, or all behind the arm
             continue
@@ -241,7 +243,12 @@ def _arms_layer(image: torch.Tensor, mask: torch.Tensor, kps: np.ndarray):
     filled = torch.where(total > 1e-3, filled / total.clamp(min=1e-3), image)
     fill = (arms / CLEAR).clamp(0, 1) * mask  # all of the arms' area: no faint copy of the fingers
     layer_image = fill * filled + (1 - fill) * image
-    layer_mask = mask * (1 - arms * (1 - body))
+    # The person stays in the layer where another part lies under the arm, or where the person goes on
+    # past the arm (within two arm widths: a half-body photo's suit, which no part reaches, beside her
+    # arm; the plate showed through it); an arm held out over the background leaves background.
+    reach = max(1, round(2 * float(radius[0, list(body_parts.ARMS)].max())))
+    beside = _grow(clear_of_edge * (arms < CLEAR).float(), reach)
+    layer_mask = mask * (1 - arms * (1 - torch.maximum(body, beside)))
     return arms, torch.cat([layer_image, layer_mask], dim=1), radius
 
 

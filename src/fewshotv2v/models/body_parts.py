@@ -80,8 +80,9 @@ MEASURED_BONES = (*(PARTS[i][3][0] for i in LIMBS), (kp.NOSE, CROWN))
 def tables(device: torch.device) -> dict[str, Tensor]:
     """Index tensors of PARTS: fit membership (P, 137), parents (P,), segments (S, 2), their part (S,) and
     (S, P) one-hot, radius fractions (P,), the measured parts' bones (M, 2), part indices (M,) and which
-    of them are limbs (M,). Cached per device (read-only); made outside inference mode so that a cache
-    filled under `torch.inference_mode` (synthesis) still serves autograd (training)."""
+    of them are limbs (M,), which parts are arms (P,). Cached per device (read-only); made outside
+    inference mode so that a cache filled under `torch.inference_mode` (synthesis) still serves autograd
+    (training)."""
     with torch.inference_mode(False):
         return _make_tables(device)
 
@@ -101,6 +102,7 @@ def _make_tables(device: torch.device) -> dict[str, Tensor]:
         "bone": torch.tensor(MEASURED_BONES, device=device),
         "measured": torch.tensor(MEASURED, device=device),
         "is_limb": torch.tensor([i in LIMBS for i in MEASURED], device=device),  # (M,) not the head
+        "is_arm": torch.tensor([float(i in ARMS) for i in range(len(PARTS))], device=device),  # (P,)
     }
 
 

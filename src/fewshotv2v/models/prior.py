@@ -26,6 +26,10 @@ from fewshotv2v.semantics import keypoints as kp
 
 _FALLOFF = 0.5  # the flow: 1 up to a part's radius r, then a Gaussian fall-off of sigma _FALLOFF * r
 _EDGE = 0.15  # the coverage: a logistic edge at d = r, of width _EDGE * r
+# Arms lie in front of the body: inside an arm's radius its blend logit gets this much more, so its
+# transform wins over the torso's, whose distance is 0 all over its quadrilateral (a hand moved in front
+# of the chest took the chest's motion and vanished into it).
+_ARM_FRONT = 3.0
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -292,7 +296,9 @@ def pose_prior_flow(
     falls back to the similarity of all valid body points, else the identity). With d_i(p) the distance
     from pixel p to part i's target segments (0 inside the torso quadrilateral) and r_i its radius:
 
-    - blend weights: softmax_i(-d_i^2 / (2 r_i^2)), i.e. normalised exp(-d^2 / 2 sigma^2) with sigma = r;
+    - blend weights: softmax_i(-d_i^2 / (2 r_i^2) + 3 front_i), i.e. normalised exp(-d^2 / 2 sigma^2)
+      with sigma = r, and for the arms front_i = sigmoid((r_i - d_i) / (0.25 r_i)) (0 for the rest): the
+      arms ahead of the rest within their radius, as they lie in front of the body;
     - flow = falloff * sum_i weight_i (T_i(p) - p), falloff = 1 - prod_i (1 - f_i) with
       f_i = exp(-max(d_i - r_i, 0)^2 / (2 (r_i / 2)^2)): the exact part motion over the whole limb and a
       smooth decay to 0 within about one radius outside it (the background stays);
@@ -350,6 +356,8 @@ def pose_prior_flow(
     # exponents are clamped at -80 (e^-80 ~ 1e-35): no float32 denormals, which are slow on CPUs; this
     # only changes weights that are ~0 anyway
     logits = torch.where(present, (-(d / r).square() / 2).clamp(min=-80), -1e30)
+    front = torch.where(present, torch.sigmoid((r - d) / (0.25 * r)), 0.0)  # scale-free, unlike `inside`
+    logits = logits + _ARM_FRONT * front * tab["is_arm"][None, :, None, None]
     blend = torch.softmax(logits, 1)  # (B, P, h', w')
     keep = torch.exp((-((d - r).clamp(min=0) / (_FALLOFF * r)).square() / 2).clamp(min=-80))
     keep = torch.where(present, keep, 0.0)
