@@ -80,7 +80,7 @@ class Composer:
         canvas_t = image_to_tensor(self.canvas)[None].to(device)  # (1, 3, Hc, Wc) in [-1, 1]
         # Full-resolution reference crops (1, 3 | 9, Hr, Wr): the image; pose: + person mask, where its arms
         # lie, and the arms' layer (`_arms_layer`: image and mask with the arms taken off the body).
-        self.ref_crops, self.arm_radius = [], []
+        self.ref_crops, self.part_radius = [], []
         for r in references:
             box_hw = (int(r.box[3] - r.box[1]), int(r.box[2] - r.box[0]))
             crop = image_to_tensor(crop_image(r.photo, r.box, box_hw))[None].to(device)
@@ -89,7 +89,7 @@ class Composer:
                 kps = transform_keypoints(r.photo_keypoints, r.box, box_hw)
                 arms, armless, radius = _arms_layer(crop, mask.to(device), kps)
                 crop = torch.cat([crop, mask.to(device), arms, armless], dim=1)
-                self.arm_radius.append(radius * (self.hw[0] / box_hw[0]))  # (1, P) in model-crop pixels
+                self.part_radius.append(radius * (self.hw[0] / box_hw[0]))  # (1, P) in model-crop pixels
             self.ref_crops.append(crop)
         self.canvas_box = np.asarray(ref0.box, np.float32)  # reference 0's crop: its photo is the canvas
         if self.has_mask:
@@ -145,7 +145,9 @@ class Composer:
         )
         backdrop = self.backdrop[..., cy0:cy1, cx0:cx1]  # (1, 3, vh, vw)
         if self.has_mask:  # only where the target body is (no ghost at its old place)
-            sampled = self._arms_over_body(sampled, target, k, upsampled)
+            kps = torch.from_numpy(np.asarray(target.keypoints, np.float32))[None].to(sampled.device)
+            arms = parts_coverage(kps, self.hw, radius=self.part_radius[k], only=body_parts.ARMS)
+            sampled = self._arms_over_body(sampled, upsampled(_soft_grow(arms)))
             coverage = upsampled(out.coverage) if out.coverage is not None else None
             # Where the blended part transforms fold the flow over beside a limb, the reference's mask
             # edge is sampled a second time: slivers about one model pixel wide that showed as thin
@@ -170,16 +172,13 @@ class Composer:
         frame[..., cy0:cy1, cx0:cx1] = crop
         return frame
 
-    def _arms_over_body(self, sampled: torch.Tensor, target: FrameTarget, k: int, upsampled) -> torch.Tensor:
-        """The reference crop's 9 channels sampled through the flow -> (1, 4, bh, bw) image and mask: the
-        photo where the target's arms cover a pixel as much as the reference's arms covered its source
-        (a still arm, an arm that moved there, or no arm at all), the arms' layer where the target's arm
-        has left it (the body behind a moved arm, not a copy of the arm)."""
+    def _arms_over_body(self, sampled: torch.Tensor, arms: torch.Tensor) -> torch.Tensor:
+        """The reference crop's 9 channels sampled through the flow, and where the target's arms lie
+        (grown by `_soft_grow`, at the window's size) -> (1, 4, vh, vw) image and mask: the photo where the
+        target's arms cover a pixel as much as the reference's arms covered its source (a still arm, an
+        arm that moved there, or no arm at all), the arms' layer where the target's arm has left it (the
+        body behind a moved arm, not a copy of the arm)."""
         photo, arms_at_source, armless = sampled[:, :4], sampled[:, 4:5], sampled[:, 5:9]
-        kps = torch.from_numpy(np.asarray(target.keypoints, np.float32))[None].to(sampled.device)
-        arms = upsampled(
-            _soft_grow(parts_coverage(kps, self.hw, radius=self.arm_radius[k], only=body_parts.ARMS))
-        )
         # a ramp between a quarter and three quarters of the ratio: an arm is there or not (half-and-half
         # blends of the photo and the fill smudged the hand)
         ratio = torch.where(arms_at_source > 1e-3, arms / arms_at_source.clamp(min=1e-3), 1.0)
