@@ -31,8 +31,9 @@ from fewshotv2v.semantics.crops import crop_image, transform_keypoints
 
 _FEATHER = {"pose": 0.03, "face": 0.12}  # paste-back feather, fraction of the crop side
 # The body behind a moved arm (`_arms_layer`), in fractions of the crop height: the arms' area is grown by
-# ARM_MARGIN and smoothed as much, and filled from the person's pixels within RING of it
-ARM_MARGIN = 0.015
+# ARM_MARGIN and smoothed as much (1.5 % took the left of the astronaut's mission patch with her moved
+# arm; 0.8 % left a hand-shaped fill on a chest), and filled from the person's pixels within RING of it
+ARM_MARGIN = 0.01
 RING = 0.02
 CLEAR = 0.1  # below this the arms' area is clear of the arm: the fill's sources
 
@@ -240,7 +241,7 @@ def _arms_layer(image: torch.Tensor, mask: torch.Tensor, kps: np.ndarray):
         filled = filled + part * fill_background(image, 1 - known, dilate=0)
         total = total + part
     filled = torch.where(total > 1e-3, filled / total.clamp(min=1e-3), image)
-    fill = (arms / CLEAR).clamp(0, 1) * mask  # all of the arms' area: no faint copy of the fingers
+    fill = ((arms - 0.2) / 0.3).clamp(0, 1) * mask  # full from half of the grown area: no faint fingers
     layer_image = fill * filled + (1 - fill) * image
     # The person stays in the layer where another part lies under the arm, or where the person goes on
     # past the arm (within two arm widths: a half-body photo's suit, which no part reaches, beside her
