@@ -30,7 +30,11 @@ def _hand(wrist: int, first: int) -> tuple[tuple[int, ...], tuple[tuple[int, int
 
 R_HAND, L_HAND = _hand(kp.R_WRIST, kp.RIGHT_HAND.start), _hand(kp.L_WRIST, kp.LEFT_HAND.start)
 TORSO_QUAD = (kp.R_SHOULDER, kp.L_SHOULDER, kp.L_HIP, kp.R_HIP)
-CROWN = kp.NUM_KEYPOINTS  # virtual point above the nose, nose + 0.5 (nose - neck): the head's upward bone
+CROWN = kp.NUM_KEYPOINTS  # virtual point above the nose, nose + CROWN_RISE (nose - neck): the head's top
+# 0.5 stopped the head's bone at the forehead: the top of a big hairdo lay beyond its radius, no part
+# explained it, and it stayed where it was when the head moved (a wisp of the astronaut's hair at her
+# first place when she walks)
+CROWN_RISE = 0.8
 HEAD = (kp.NOSE, kp.R_EYE, kp.L_EYE, kp.R_EAR, kp.L_EAR, kp.NECK, *range(kp.FACE.start, kp.FACE.stop))
 
 # (name, parent index, fit points, target segments, radius as a fraction of the person's size).
@@ -177,9 +181,9 @@ def person_size(xy: Tensor, valid: Tensor) -> Tensor:
 
 
 def with_crown(xy: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-    """xy (B, 137, 2), valid (B, 137) with the virtual CROWN point appended (index 137): the nose + half
-    the neck -> nose bone, the head's upward bone."""
-    crown = 1.5 * xy[:, kp.NOSE] - 0.5 * xy[:, kp.NECK]  # (B, 2)
+    """xy (B, 137, 2), valid (B, 137) with the virtual CROWN point appended (index 137): the nose +
+    CROWN_RISE x the neck -> nose bone, the head's upward bone."""
+    crown = (1 + CROWN_RISE) * xy[:, kp.NOSE] - CROWN_RISE * xy[:, kp.NECK]  # (B, 2)
     ok = valid[:, kp.NOSE] & valid[:, kp.NECK]
     return torch.cat([xy, crown[:, None]], 1), torch.cat([valid, ok[:, None]], 1)
 
@@ -203,7 +207,10 @@ def mask_radius(mask: Tensor, ref_xy: Tensor, ref_ok: Tensor, default: Tensor, t
     length = along.norm(dim=-1, keepdim=True)
     normal = torch.stack([-along[..., 1], along[..., 0]], -1) / length.clamp(min=1e-6)  # (B, L, 2)
     t = torch.tensor([0.3, 0.5, 0.7], device=mask.device)
-    centre = a[:, :, None] + t[:, None] * along[:, :, None]  # (B, L, 3, 2)
+    # the head's across its forehead and temples, as low as when its bone rose half the neck-nose length
+    # (measured higher, where the skull narrows, it came out below the head's half-width)
+    t = torch.where(tab["is_limb"][:, None], t, t * 0.5 / CROWN_RISE)  # (L, 3)
+    centre = a[:, :, None] + t[None, :, :, None] * along[:, :, None]  # (B, L, 3, 2)
     steps = 16
     k = torch.arange(steps + 1, device=mask.device) / steps  # (K,), 0 = the bone itself
     side = torch.tensor([-1.0, 1.0], device=mask.device)
