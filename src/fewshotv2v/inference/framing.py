@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from fewshotv2v.inference.placement import FrameTarget, Placement
 from fewshotv2v.inference.plate import fill_plate
 from fewshotv2v.models import body_parts
-from fewshotv2v.models.composite import composite, fill_background, over_background
+from fewshotv2v.models.composite import composite, fill_background, grow_mask, over_background
 from fewshotv2v.models.prior import parts_coverage, parts_radius
 from fewshotv2v.modes import get_mode
 from fewshotv2v.semantics.crops import crop_image, transform_keypoints
@@ -38,18 +38,10 @@ RING = 0.02
 CLEAR = 0.1  # below this the arms' area is clear of the arm: the fill's sources
 
 
-def _grow(mask: torch.Tensor, r: int) -> torch.Tensor:
-    """`mask (B, 1, H, W)` dilated by `r` pixels (a square window, taken as a column then a row: the same
-    result, a fraction of the work at 1024 px)."""
-    k = 2 * r + 1
-    mask = F.max_pool2d(mask, (k, 1), stride=1, padding=(r, 0))
-    return F.max_pool2d(mask, (1, k), stride=1, padding=(0, r))
-
-
 def opened(mask: torch.Tensor, r: int) -> torch.Tensor:
     """`mask (B, 1, H, W)` eroded, then dilated, by `r` pixels (a morphological opening): what is thinner
     than 2r + 1 pixels goes, the rest keeps its shape (never above the input)."""
-    return _grow(-_grow(-mask, r), r)
+    return grow_mask(-grow_mask(-mask, r), r)
 
 
 @functools.lru_cache(maxsize=8)  # per box size: the pose box keeps its size, the face box is fixed
@@ -92,7 +84,6 @@ class Composer:
                 crop = torch.cat([crop, mask.to(device), arms, armless], dim=1)
                 self.part_radius.append(radius * (self.hw[0] / box_hw[0]))  # (1, P) in model-crop pixels
             self.ref_crops.append(crop)
-        self.canvas_box = np.asarray(ref0.box, np.float32)  # reference 0's crop: its photo is the canvas
         if self.has_mask:
             mask0 = torch.from_numpy(ref0.photo_mask)[None, None].to(device)
             dilate = max(2, round(0.01 * max(self.canvas_hw)))
@@ -191,7 +182,7 @@ class Composer:
         reference 0's crop) of the canvas window at `origin` (x, y) reads the canvas pixel it writes to
         (within half a pixel), 0 from 1.5 pixels away."""
         vh, vw = grid.shape[1:3]
-        rx0, ry0, rx1, ry1 = (float(v) for v in self.canvas_box)
+        rx0, ry0, rx1, ry1 = (float(v) for v in self.placement.ref_boxes[0])  # its photo is the canvas
         src_x = rx0 + (grid[..., 0] + 1) / 2 * (rx1 - rx0) - 0.5  # canvas pixel centres
         src_y = ry0 + (grid[..., 1] + 1) / 2 * (ry1 - ry0) - 0.5
         ys = torch.arange(vh, device=grid.device, dtype=grid.dtype).view(1, vh, 1) + float(origin[1])
@@ -205,7 +196,7 @@ def _soft_grow(cover: torch.Tensor) -> torch.Tensor:
     parts' radii), then smoothed over as much again: a ramp, not the plateau edge of a plain dilation,
     which drew the filled area as a slab with straight sides."""
     r = max(1, round(ARM_MARGIN * cover.shape[-2]))
-    grown = _grow(cover, r)
+    grown = grow_mask(cover, r)
     return F.avg_pool2d(grown, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
 
 
@@ -220,8 +211,10 @@ def _arms_layer(image: torch.Tensor, mask: torch.Tensor, kps: np.ndarray):
     kps_t = torch.from_numpy(np.asarray(kps, np.float32))[None].to(image.device)
     size = tuple(image.shape[-2:])
     radius = parts_radius(kps_t, size, mask=mask)
-    arms = _soft_grow(parts_coverage(kps_t, size, radius=radius, only=body_parts.ARMS))
-    body = parts_coverage(kps_t, size, radius=radius, only=body_parts.NOT_ARMS)
+    arms, body, *behind = parts_coverage(
+        kps_t, size, radius=radius, groups=[body_parts.ARMS, body_parts.NOT_ARMS, *body_parts.BEHIND_ARMS]
+    )
+    arms = _soft_grow(arms)
     # What lies behind the arm: each part it may lie on (torso, head, legs: `BEHIND_ARMS`, and the person
     # no part reaches) filled smoothly from its own pixels clear of the arm (arms below CLEAR, 2 px inside
     # the person: no background mixed in) within RING of it, weighted by where each part lies. A fill
@@ -229,12 +222,11 @@ def _arms_layer(image: torch.Tensor, mask: torch.Tensor, kps: np.ndarray):
     # hair); the texture fill of `inference.plate` copied the jeans over the coat.
     hole = (arms > CLEAR).float()
     ring = max(1, round(RING * size[0]))
-    clear_of_edge = -_grow(-mask, 2)  # 2 px inside the person
+    clear_of_edge = -grow_mask(-mask, 2)  # 2 px inside the person
     clear = clear_of_edge * (1 - hole)
-    clear = clear * _grow(hole, ring)
+    clear = clear * grow_mask(hole, ring)
     filled, total = torch.zeros_like(image), torch.zeros_like(mask)
-    parts = [parts_coverage(kps_t, size, radius=radius, only=group) for group in body_parts.BEHIND_ARMS]
-    for part in [*parts, 1 - body]:  # (1, 1, H, W) each; last: what no part reaches (a suit without hips)
+    for part in [*behind, 1 - body]:  # (1, 1, H, W) each; last: what no part reaches (a suit without hips)
         known = clear * (part > 0.5)
         if known.sum() < 1:  # the part is missing, or all behind the arm
             continue
@@ -247,7 +239,7 @@ def _arms_layer(image: torch.Tensor, mask: torch.Tensor, kps: np.ndarray):
     # past the arm (within two arm widths: a half-body photo's suit, which no part reaches, beside her
     # arm; the plate showed through it); an arm held out over the background leaves background.
     reach = max(1, round(2 * float(radius[0, list(body_parts.ARMS)].max())))
-    beside = _grow(clear_of_edge * (arms < CLEAR).float(), reach)
+    beside = grow_mask(clear_of_edge * (arms < CLEAR).float(), reach)
     layer_mask = mask * (1 - arms * (1 - torch.maximum(body, beside)))
     return arms, torch.cat([layer_image, layer_mask], dim=1), radius
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fewshotv2v.models.composite import fill_background
+from fewshotv2v.models.composite import fill_background, grow_mask
 
 PATCH_RADIUS = 3  # 7 x 7 patches
 COARSE = 40  # long side of the coarsest search level, pixels
@@ -40,7 +40,7 @@ OUTSIDE = 0.05  # mask values below this are background: the photo is kept there
 
 def _grow(mask: torch.Tensor, r: int) -> torch.Tensor:
     """`mask (h, w)` bool dilated by `r` pixels (a square)."""
-    return F.max_pool2d(mask[None, None].float(), 2 * r + 1, stride=1, padding=r)[0, 0] > 0.5
+    return grow_mask(mask[None, None].float(), r)[0, 0] > 0.5
 
 
 class _Matches:
@@ -152,7 +152,7 @@ def fill_plate(image: torch.Tensor, mask: torch.Tensor, *, dilate: int = 3, seed
     device, dtype = image.device, image.dtype
     photo = image[0].detach().float().cpu()
     person = mask.detach().float().cpu().clamp(0, 1)
-    hole = _grow(person[0, 0] > 0.5, dilate) if dilate > 0 else person[0, 0] > 0.5
+    hole = _grow(person[0, 0] > 0.5, dilate)
     if not hole.any() or hole.all():  # nothing to fill, or nothing to fill it from
         return fill_background(image, mask, dilate=dilate)
     generator = torch.Generator().manual_seed(seed)

@@ -188,6 +188,14 @@ def with_crown(xy: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
     return torch.cat([xy, crown[:, None]], 1), torch.cat([valid, ok[:, None]], 1)
 
 
+def with_measured(radius: Tensor, mask: Tensor, ref_xy: Tensor, ref_ok: Tensor, tab, scale=1.0) -> Tensor:
+    """Part radii `radius (B, P)` with the `MEASURED` parts' taken from the reference person `mask`
+    (`mask_radius`). `scale (B, M)`: reference length / target length of each measured part, when the
+    radii are the target's (the prior): measured in the reference, mapped back by it. At least 1 px."""
+    measured = mask_radius(mask, ref_xy, ref_ok, radius[:, tab["measured"]] * scale, tab)
+    return radius.index_copy(1, tab["measured"], (measured / scale).clamp(min=1.0))
+
+
 def mask_radius(mask: Tensor, ref_xy: Tensor, ref_ok: Tensor, default: Tensor, tab: dict[str, Tensor]):
     """Half-widths (B, M) in reference pixels of the `MEASURED` parts (limbs, head) in the reference
     person mask (B, 1, H, W).

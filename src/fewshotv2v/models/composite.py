@@ -23,6 +23,17 @@ import torch.nn.functional as F
 from fewshotv2v.models.flow import warp
 
 
+def grow_mask(mask: torch.Tensor, r: int) -> torch.Tensor:
+    """`mask (B, C, H, W)` dilated by `r` pixels: the maximum over a (2r + 1)-pixel square, taken as a
+    column then a row (the same result, a fraction of the work at 1024 px). The one dilation of the
+    project: person masks, coverages, fill holes."""
+    if r <= 0:
+        return mask
+    k = 2 * r + 1
+    mask = F.max_pool2d(mask, (k, 1), stride=1, padding=(r, 0))
+    return F.max_pool2d(mask, (1, k), stride=1, padding=(0, r))
+
+
 def fill_background(image: torch.Tensor, mask: torch.Tensor, *, dilate: int = 3) -> torch.Tensor:
     """Fill the masked area of `image (B, C, H, W)` from its surroundings (push-pull pyramid).
 
@@ -33,8 +44,7 @@ def fill_background(image: torch.Tensor, mask: torch.Tensor, *, dilate: int = 3)
     """
     image = image.float()
     mask = mask.float().clamp(0, 1)
-    if dilate > 0:
-        mask = F.max_pool2d(mask, 2 * dilate + 1, stride=1, padding=dilate)
+    mask = grow_mask(mask, dilate)
     known = 1.0 - mask  # (B, 1, H, W)
     levels = [(image * known, known)]
     while min(levels[-1][0].shape[-2:]) > 2:
@@ -111,4 +121,4 @@ def composite(base: torch.Tensor, trust: torch.Tensor, residual: torch.Tensor) -
     return (base + (1 - trust) * residual).clamp(-1, 1)
 
 
-__all__ = ["composite", "fill_background", "over_background", "similarity_flow", "warp_base"]
+__all__ = ["composite", "fill_background", "grow_mask", "over_background", "similarity_flow", "warp_base"]

@@ -123,7 +123,7 @@ def loosen(coverage: torch.Tensor) -> torch.Tensor:
     new place from its old one (where the flow is zero), not trace its outline; the warped person mask
     does that."""
     r = max(1, round(COVERAGE_MARGIN * coverage.shape[-2]))
-    return torch.nn.functional.max_pool2d(coverage, 2 * r + 1, stride=1, padding=r)
+    return C.grow_mask(coverage, r)
 
 
 def warp_reference(config: ModelConfig, refs, rows, ref_index, flow, transform=None, coverage=None):

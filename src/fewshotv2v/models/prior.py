@@ -345,8 +345,7 @@ def pose_prior_flow(
     if ref_mask is not None:
         scale = a[:, tab["measured"]].norm(dim=-1).clamp(min=1e-3)  # ref length / target length
         mask = _as_mask(ref_mask, ref.shape[0], (h, w), device)
-        measured = parts.mask_radius(mask, ref_xy, ref_ok, radius[:, tab["measured"]] * scale, tab)
-        radius = radius.index_copy(1, tab["measured"], (measured / scale).clamp(min=1.0))
+        radius = parts.with_measured(radius, mask, ref_xy, ref_ok, tab, scale)
 
     x, y = _grid(h, w, device, _auto_stride(h, w, stride, samples=256))
     d = parts.part_distance(drive_xy, drive_ok, tab, x, y)  # (B, P, h', w')
@@ -390,19 +389,20 @@ def parts_radius(kps: Tensor, size: tuple[int, int], *, mask: Tensor | None = No
     radius = (tab["radius"] * parts.person_size(xy, ok)[:, None]).clamp(min=1.0)  # (B, P)
     if mask is not None:
         mask = _as_mask(mask, xy.shape[0], (int(size[0]), int(size[1])), xy.device)
-        measured = parts.mask_radius(mask, xy, ok, radius[:, tab["measured"]], tab)
-        radius = radius.index_copy(1, tab["measured"], measured.clamp(min=1.0))
+        radius = parts.with_measured(radius, mask, xy, ok, tab)
     return radius
 
 
 def parts_coverage(
     kps: Tensor, size: tuple[int, int], *, mask: Tensor | None = None, threshold: float = 0.05,
     stride: int | None = None, radius: Tensor | None = None, only: tuple[int, ...] | None = None,
-) -> Tensor:  # fmt: skip
+    groups: list[tuple[int, ...] | None] | None = None,
+) -> Tensor | list[Tensor]:  # fmt: skip
     """(B, 1, H, W) in [0, 1]: where the body parts of `kps` (B, 137, 3) lie (1 - prod_i (1 - inside_i),
     the coverage of `pose_prior_flow` for a person standing still). Radii: `radius (B, P)` when given,
     else `parts_radius` (with `mask`, the person mask, the limbs' and head's are measured in it). `only`:
-    indices of `body_parts.PARTS` to cover (default all). Computed once per reference
+    indices of `body_parts.PARTS` to cover (default all); `groups`: several such (None: all parts), one
+    coverage each from one distance computation, as a list. Computed once per reference
     (`pose_prior_flow(ref_explained=...)`, the arms' layer of `inference.framing`)."""
     xy_kps = _as_batch(kps, "kps")
     h, w = int(size[0]), int(size[1])
@@ -412,9 +412,12 @@ def parts_coverage(
     tab = parts.tables(xy.device)
     x, y = _grid(h, w, xy.device, _auto_stride(h, w, stride, samples=256))
     inside = _inside(parts.part_distance(xy, ok, tab, x, y), radius[..., None, None], _spacing(x, y, h, w))
-    if only is not None:
-        inside = inside[:, list(only)]
-    return _upsample(1 - torch.prod(1 - inside, 1, keepdim=True), h, w)
+
+    def union(group: tuple[int, ...] | None) -> Tensor:
+        chosen = inside if group is None else inside[:, list(group)]
+        return _upsample(1 - torch.prod(1 - chosen, 1, keepdim=True), h, w)
+
+    return [union(g) for g in groups] if groups is not None else union(only)
 
 
 # ----------------------------------------------------------------------------------------- dispatch
