@@ -434,6 +434,18 @@ def test_a_forearm_moved_in_front_of_the_chest_takes_its_own_motion():
     assert (got - source).norm() < 2.0, (got, source)
 
 
+def test_parts_coverage_groups_are_the_single_coverages():
+    """`groups=` computes the distances once and gives, per group, what `only=` gives alone."""
+    from fewshotv2v.models.prior import parts_coverage
+
+    _, ref, mask = _person()
+    groups = [body_parts.ARMS, None, *body_parts.BEHIND_ARMS]
+    together = parts_coverage(ref, POSE_HW, mask=mask, groups=groups)
+    for group, cover in zip(groups, together, strict=True):
+        torch.testing.assert_close(cover, parts_coverage(ref, POSE_HW, mask=mask, only=group))
+    assert together[0].amax() > 0.9 and together[1].amax() > 0.9  # arms and body are there
+
+
 def test_a_limb_across_the_body_gets_the_default_radius_not_the_clamp():
     """A mask that is the person on both sides of a limb all the way out (an arm across the chest) tells
     nothing of the limb's width: the default radius, not the 2x clamp (the arm took a band of the chest
