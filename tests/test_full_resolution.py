@@ -357,7 +357,7 @@ def test_size_caps_the_long_side_and_huge_sizes_are_refused():
 
 
 def test_a_driver_walking_across_stays_inside_the_canvas_and_keep_centered_stays_put(one_thread):
-    from fewshotv2v.inference.placement import keep_inside
+    from fewshotv2v.inference.placement import CORE, SIDE_MARGIN, UPRIGHT, keep_inside
 
     image, kps, mask = _photo((160, 160))
     drive = []
@@ -378,6 +378,10 @@ def test_a_driver_walking_across_stays_inside_the_canvas_and_keep_centered_stays
             assert xs[1] > xs[0] and xs[-1] == xs[-2]  # followed, then held at the edge
         kc, _ = keep_inside(place.retarget(drive[-1]), place.canvas_hw)
         assert kc[kc[:, 2] > 0, 0].max() <= 160
+        # the core held clear of the edge by part of the body's height: the shoulders' flesh stays in
+        core = kc[CORE & (kc[:, 2] > 0)]
+        upright = kc[UPRIGHT & (kc[:, 2] > 0)]
+        assert core[:, 0].max() <= 159 - 0.9 * SIDE_MARGIN * (upright[:, 1].max() - upright[:, 1].min())
     assert pipe.last_stats.frames_empty == 0
 
 

@@ -196,6 +196,32 @@ def test_the_person_no_part_explains_stays_covered_and_a_moved_arm_leaves_its_ol
     assert torch.all(after >= before - 1e-6)  # only ever adds to the coverage
 
 
+def test_what_no_part_explains_does_not_stay_behind_when_the_body_moves_away():
+    """A half-body reference with its arms down, the whole body shifted sideways by 35 % of the crop (a
+    driver who walked away): the belly, which no part explains and no part's motion reaches, is no longer
+    covered at its old place, where it showed as a ghost of the reference's clothes; a small shift or none
+    keeps it."""
+    _, ref, mask = _person(syn.Pose())
+    missing = [kp.MID_HIP, kp.R_HIP, kp.L_HIP, *range(kp.R_KNEE, kp.L_ANKLE + 1), *range(19, 25)]
+    ref = ref.clone()
+    ref[missing, 2] = 0.0
+    m = mask.float()[None, None]
+    explained = prior.parts_coverage(ref, POSE_HW, mask=m)
+    belly = _waist(mask)
+    away = 0.35 * POSE_HW[1]
+    for shift, covered in (
+        ((away, 0.0), False),
+        ((-away, 0.0), False),
+        ((2.0, 1.0), True),
+        ((0.0, 0.0), True),
+    ):
+        drive = _similarity(ref, 0.0, 1.0, shift)
+        _, coverage = pose_prior_flow(ref, drive, POSE_HW, ref_mask=m, ref_explained=explained)
+        _, without = pose_prior_flow(ref, drive, POSE_HW, ref_mask=m)
+        assert _at(without, belly)[0] < 0.01  # no part of the target reaches it
+        assert (_at(coverage, belly)[0] > 0.95) if covered else (_at(coverage, belly)[0] < 0.05)
+
+
 def _waist(mask: torch.Tensor) -> torch.Tensor:
     """(x, y): the centre of the person mask's rows at 45..55 % of its height (below the shoulders' parts,
     the hips undetected in the test above)."""

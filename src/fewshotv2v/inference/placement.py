@@ -87,6 +87,10 @@ CORE[[*kp.HEAD_POINTS, kp.NECK, kp.R_SHOULDER, kp.L_SHOULDER, kp.MID_HIP, kp.R_H
 CORE[kp.FACE] = True
 UPRIGHT = CORE.copy()
 UPRIGHT[[kp.R_KNEE, kp.L_KNEE, *kp.FEET_POINTS]] = True
+# Across, the body reaches beyond its core points (the shoulders' flesh, the side of the head): the core
+# keeps at least this fraction of the body's height from the side edges (a walker held at the edge had
+# half a shoulder cut off by it).
+SIDE_MARGIN = 0.06
 
 
 def _extent(kps: np.ndarray, ok: np.ndarray, axis: int) -> tuple[float, float] | None:
@@ -105,7 +109,8 @@ def keep_inside(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shift keypoints `(137, 3)` so the body stays inside the canvas, a `margin` fraction from the edges:
     across, its core (`CORE`: head, face, neck, shoulders, hips); down, the core and the legs (`UPRIGHT`),
-    the head's top included. Arms never count: a hand swinging past the edge of a narrow photo, or raised
+    the head's top included; across, at least `SIDE_MARGIN` of the body's height from the edges. Arms
+    never count: a hand swinging past the edge of a narrow photo, or raised
     above the head, must not push the whole body aside. A core wider than the canvas is centred; a body
     taller than it keeps its head in and lets its feet leave at the bottom (a standing driver on a
     crouching or cropped reference: the face matters more than the shoes).
@@ -119,8 +124,11 @@ def keep_inside(
         shown = (reference[:, 2] > 0) & (reference[:, 0] >= 0) & (reference[:, 1] >= 0)
         shown &= (reference[:, 0] <= hw[1] - 1) & (reference[:, 1] <= hw[0] - 1)
     out, shifts = kps.copy(), np.zeros(2, np.float32)
+    height = _extent(kps, (kps[:, 2] > 0) & shown & UPRIGHT, 1)
+    side = SIDE_MARGIN * (height[1] - height[0]) if height is not None else 0.0
     for axis, (counted, limit) in enumerate(((CORE, hw[1]), (UPRIGHT, hw[0]))):
-        low, high = margin * limit, limit - 1 - margin * limit
+        edge = max(margin * limit, side) if axis == 0 else margin * limit
+        low, high = edge, limit - 1 - edge
         if reference is not None:  # the reference's own reach is always allowed
             ref = _extent(reference, shown & counted, axis)
             if ref is not None:

@@ -30,6 +30,12 @@ _EDGE = 0.15  # the coverage: a logistic edge at d = r, of width _EDGE * r
 # transform wins over the torso's, whose distance is 0 all over its quadrilateral (a hand moved in front
 # of the chest took the chest's motion and vanished into it).
 _ARM_FRONT = 3.0
+# What no part explains (loose shorts, a held object, the torso of a half-body photo) is kept where it lies
+# about as far beyond the target's parts as it lay beyond the reference's (within _UNEXPLAINED_SLACK of
+# the person's size, a logistic edge _UNEXPLAINED_EDGE wide), not at its old place once the body has
+# moved away: a lunging footballer driven by a walker left his shorts and leg behind.
+_UNEXPLAINED_SLACK = 0.1
+_UNEXPLAINED_EDGE = 0.02
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -316,7 +322,9 @@ def pose_prior_flow(
     ``ref_explained`` (B, 1, H, W), `parts_coverage` of the reference (with ``ref_mask``): the reference
     person's pixels that no part covers (the torso of a half-body photo whose hips are out of the frame, a
     held object beyond the hand) are added to the coverage where the flow takes them: the flow leaves
-    them about in place, and they stay instead of giving way to the background.
+    them about in place, and they stay instead of giving way to the background; but only where they lie
+    about as far beyond the target's parts as they lay beyond the reference's, not at their old place
+    once the body has moved away (`_UNEXPLAINED_SLACK`).
     """
     ref = _as_batch(ref_kps, "ref_kps")
     drive = _as_batch(drive_kps, "drive_kps").to(ref.device)
@@ -349,6 +357,10 @@ def pose_prior_flow(
 
     x, y = _grid(h, w, device, _auto_stride(h, w, stride, samples=256))
     d = parts.part_distance(drive_xy, drive_ok, tab, x, y)  # (B, P, h', w')
+
+    def _ref_distance() -> Tensor:  # the same for the reference's parts (radii as in the target)
+        return parts.part_distance(ref_xy, ref_ok, tab, x, y)
+
     r = radius[..., None, None]
     present = d < parts.FAR
     spacing = _spacing(x, y, h, w)
@@ -369,7 +381,15 @@ def pose_prior_flow(
     flow = _affine_flow(coef, h, w) * falloff
     if ref_explained is not None and ref_mask is not None:
         unexplained = mask * (1 - ref_explained.to(mask.dtype))
-        coverage = torch.maximum(coverage, warp(unexplained, flow))
+        size = parts.person_size(drive_xy, drive_ok)[:, None, None, None]  # (B, 1, 1, 1)
+        # how far beyond the nearest part: in the target, and in the reference where the flow reads
+        beyond = [
+            (dist - r).amin(1, keepdim=True).clamp(min=0).minimum(4 * size) for dist in (d, _ref_distance())
+        ]
+        beyond_t, beyond_r = _upsample(torch.cat(beyond, 1), h, w).split(1, 1)
+        farther = beyond_t - warp(beyond_r, flow)  # (B, 1, H, W): > 0 where the body has moved away
+        near = torch.sigmoid((_UNEXPLAINED_SLACK * size - farther) / (_UNEXPLAINED_EDGE * size))
+        coverage = torch.maximum(coverage, warp(unexplained, flow) * near)
     return flow, coverage
 
 
