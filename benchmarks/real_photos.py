@@ -21,7 +21,8 @@ clothing colour (mean RGB inside the person mask) against the reference, backgro
 person, output height. Frame grids are written as PNG under --out. Both skimage photos are half-body;
 `--pose-photo NAME=PATH` adds others. A real full-body one that a package registry carries: the man in
 the black coat in ultralytics' `bus.jpg` (`pip download --no-deps ultralytics`, unzip
-`ultralytics/assets/bus.jpg`, crop x 200-400, y 380-890).
+`ultralytics/assets/bus.jpg`, crop x 200-400, y 380-890), and the footballer of OpenCV's `messi5.jpg`
+(Debian's `opencv-doc`: `usr/share/doc/opencv-doc/examples/data/messi5.jpg`).
 
     python benchmarks/real_photos.py --face-models keypoint-warp-face,face-lite \\
         --pose-models keypoint-warp,pose-lite --frames 24 --out bench-out \\
