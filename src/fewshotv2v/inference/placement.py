@@ -110,8 +110,8 @@ def keep_inside(
     """Shift keypoints `(137, 3)` so the body stays inside the canvas, a `margin` fraction from the edges:
     across, its core (`CORE`: head, face, neck, shoulders, hips); down, the core and the legs (`UPRIGHT`),
     the head's top included; across, at least `SIDE_MARGIN` of the body's height from the edges. Arms
-    never count: a hand swinging past the edge of a narrow photo, or raised
-    above the head, must not push the whole body aside. A core wider than the canvas is centred; a body
+    never count: a hand swinging past the edge of a narrow photo, or raised above the head, must not push
+    the whole body aside. A core wider than the canvas is centred; a body
     taller than it keeps its head in and lets its feet leave at the bottom (a standing driver on a
     crouching or cropped reference: the face matters more than the shoes).
 

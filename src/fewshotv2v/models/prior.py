@@ -357,10 +357,6 @@ def pose_prior_flow(
 
     x, y = _grid(h, w, device, _auto_stride(h, w, stride, samples=256))
     d = parts.part_distance(drive_xy, drive_ok, tab, x, y)  # (B, P, h', w')
-
-    def _ref_distance() -> Tensor:  # the same for the reference's parts (radii as in the target)
-        return parts.part_distance(ref_xy, ref_ok, tab, x, y)
-
     r = radius[..., None, None]
     present = d < parts.FAR
     spacing = _spacing(x, y, h, w)
@@ -382,10 +378,10 @@ def pose_prior_flow(
     if ref_explained is not None and ref_mask is not None:
         unexplained = mask * (1 - ref_explained.to(mask.dtype))
         size = parts.person_size(drive_xy, drive_ok)[:, None, None, None]  # (B, 1, 1, 1)
-        # how far beyond the nearest part: in the target, and in the reference where the flow reads
-        beyond = [
-            (dist - r).amin(1, keepdim=True).clamp(min=0).minimum(4 * size) for dist in (d, _ref_distance())
-        ]
+        # how far beyond the nearest part: in the target, and in the reference (its parts' distances on
+        # the same grid, radii as in the target), read where the flow takes each target pixel
+        d_ref = parts.part_distance(ref_xy, ref_ok, tab, x, y)
+        beyond = [(dist - r).amin(1, keepdim=True).clamp(min=0).minimum(4 * size) for dist in (d, d_ref)]
         beyond_t, beyond_r = _upsample(torch.cat(beyond, 1), h, w).split(1, 1)
         farther = beyond_t - warp(beyond_r, flow)  # (B, 1, H, W): > 0 where the body has moved away
         near = torch.sigmoid((_UNEXPLAINED_SLACK * size - farther) / (_UNEXPLAINED_EDGE * size))
