@@ -403,6 +403,30 @@ def test_a_body_taller_than_the_canvas_keeps_its_head_in_and_loses_its_feet():
     assert 2 * kc[kp.NOSE, 1] - kc[kp.NECK, 1] >= 0.02 * hw[0] - 1e-3
 
 
+def test_a_head_bent_forward_keeps_its_hair_inside_the_canvas():
+    """A reference whose hair reaches far above its nose (a head bent forward: a short nose-to-neck
+    height), measured in its person mask by `head_rise`: a driver raised above the top edge comes down
+    until that hair is inside, not only one nose-to-neck height above the nose."""
+    from fewshotv2v.inference.placement import head_rise, keep_inside
+    from fewshotv2v.semantics import keypoints as kp
+
+    _, kps, mask = _photo((240, 160))
+    nose = kps[kp.NOSE, :2]
+    neck_height = float(kps[kp.NECK, 1] - nose[1])
+    hair = mask.astype(np.float32).copy()
+    top = int(round(nose[1] - 2.5 * neck_height))  # a tall hairdo, 2.5 nose-to-neck heights above the nose
+    hair[max(top, 0) : int(nose[1]), int(nose[0]) - 5 : int(nose[0]) + 6] = 1.0
+    rise = head_rise(kps, hair)
+    assert abs(rise - (nose[1] - max(top, 0))) <= 1
+    assert head_rise(kps, None) == 0.0
+    high = kps.copy()
+    high[kps[:, 2] > 0, 1] -= nose[1]  # the nose on the top edge
+    plain, _ = keep_inside(high, (240, 160))
+    tall, _ = keep_inside(high, (240, 160), head_rise=rise)
+    assert plain[kp.NOSE, 1] - neck_height == pytest.approx(0.02 * 240, abs=1e-3)  # only its estimate in
+    assert tall[kp.NOSE, 1] - rise == pytest.approx(0.02 * 240, abs=1e-3)  # its hair in
+
+
 def test_arms_leaving_the_canvas_do_not_push_the_body():
     """A hand swung past the edge of a narrow photo, or raised above the head, leaves the canvas; the
     body stays where it is (it was pushed 30 px aside by a swinging arm, leaving a ghost on the plate)."""

@@ -93,19 +93,43 @@ UPRIGHT[[kp.R_KNEE, kp.L_KNEE, *kp.FEET_POINTS]] = True
 SIDE_MARGIN = 0.06
 
 
-def _extent(kps: np.ndarray, ok: np.ndarray, axis: int) -> tuple[float, float] | None:
+def _extent(kps: np.ndarray, ok: np.ndarray, axis: int, head_rise: float = 0.0) -> tuple[float, float] | None:
     """(lo, hi) along `axis` (0: x, 1: y) of the keypoints `ok` marks; along y the head's top counts (it
-    lies above the eyes and ears: one nose-to-neck distance above the nose). None when none is marked."""
+    lies above the eyes and ears: one nose-to-neck height above the nose, or `head_rise` pixels when
+    that is more). None when none is marked."""
     if not ok.any():
         return None
     lo, hi = float(kps[ok, axis].min()), float(kps[ok, axis].max())
     if axis == 1 and ok[kp.NOSE] and kps[kp.NECK, 2] > 0:
-        lo = min(lo, float(2 * kps[kp.NOSE, 1] - kps[kp.NECK, 1]))
+        rise = max(float(kps[kp.NECK, 1] - kps[kp.NOSE, 1]), head_rise)
+        lo = min(lo, float(kps[kp.NOSE, 1]) - rise)
     return lo, hi
 
 
+def head_rise(kps: np.ndarray, mask: np.ndarray | None) -> float:
+    """How far the photo's head reaches above its nose, in pixels, measured in its person mask `(H, W)`:
+    the topmost person pixel above the nose within 1.5 nose-to-neck lengths of it across, at most three
+    such lengths up (a raised hand above the head is not hair). 0 without a mask, nose or neck. A head
+    bent forward (a footballer in a lunge) has a short nose-to-neck height and hair far above the nose:
+    its top was cut by the canvas edge."""
+    if mask is None or kps[kp.NOSE, 2] <= 0 or kps[kp.NECK, 2] <= 0:
+        return 0.0
+    nose, neck = kps[kp.NOSE, :2], kps[kp.NECK, :2]
+    length = float(np.linalg.norm(nose - neck))
+    h, w = mask.shape
+    x0, x1 = (int(np.clip(round(float(nose[0]) + s * 1.5 * length), 0, w)) for s in (-1, 1))
+    y0, y1 = (int(np.clip(round(float(nose[1]) - f * length), 0, h)) for f in (3, 0))
+    rows = np.nonzero((np.asarray(mask[y0:y1, x0:x1]) > 0.5).any(axis=1))[0]
+    return float(nose[1]) - (y0 + int(rows[0])) if len(rows) else 0.0
+
+
 def keep_inside(
-    kps: np.ndarray, hw: tuple[int, int], margin: float = 0.02, *, reference: np.ndarray | None = None
+    kps: np.ndarray,
+    hw: tuple[int, int],
+    margin: float = 0.02,
+    *,
+    reference: np.ndarray | None = None,
+    head_rise: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shift keypoints `(137, 3)` so the body stays inside the canvas, a `margin` fraction from the edges:
     across, its core (`CORE`: head, face, neck, shoulders, hips); down, the core and the legs (`UPRIGHT`),
@@ -118,7 +142,9 @@ def keep_inside(
     `reference (137, 3)`: the reference photo's own keypoints on this canvas. Then only the points it shows
     *inside* the canvas count (a detector places a half-body photo's unseen knees and heels below the
     frame), and each edge's limit gives way to where the reference itself reaches (a photo cut at the
-    crown), so the reference's own pose is never moved. Returns (keypoints, shift (2,))."""
+    crown), so the reference's own pose is never moved. `head_rise`: how far the head reaches above the
+    nose when more than the nose-to-neck height (`head_rise()` of the reference photo). Returns
+    (keypoints, shift (2,))."""
     shown = np.ones(len(kps), bool)
     if reference is not None:
         shown = (reference[:, 2] > 0) & (reference[:, 0] >= 0) & (reference[:, 1] >= 0)
@@ -130,10 +156,10 @@ def keep_inside(
         edge = max(margin * limit, side) if axis == 0 else margin * limit
         low, high = edge, limit - 1 - edge
         if reference is not None:  # the reference's own reach is always allowed
-            ref = _extent(reference, shown & counted, axis)
+            ref = _extent(reference, shown & counted, axis, head_rise)
             if ref is not None:
                 low, high = min(low, ref[0]), max(high, ref[1])
-        box = _extent(kps, (kps[:, 2] > 0) & shown & counted, axis)
+        box = _extent(kps, (kps[:, 2] > 0) & shown & counted, axis, head_rise)
         if box is None:
             continue
         lo, hi = box
@@ -173,6 +199,9 @@ class Placement:
         self.canvas_hw: tuple[int, int] = tuple(references[0].photo.shape[:2])
         self.ref_boxes = [np.asarray(r.box, np.float32) for r in references]  # canvas / photo pixels
         self.ref_keypoints = references[0].photo_keypoints  # (137, 3) in canvas pixels
+        self.head_rise = (
+            head_rise(self.ref_keypoints, references[0].photo_mask) if self.mode == "pose" else 0.0
+        )
         kw = {"keep_position": True} if keep_centered else {}
         self.retarget = make_retargeter(self.mode, self.ref_keypoints, **kw)
 
@@ -187,7 +216,9 @@ class Placement:
         kc = self.retarget(kps)  # (137, 3) canvas pixels
         shift = np.zeros(2, np.float32)
         if self.mode == "pose":
-            kc, shift = keep_inside(kc, self.canvas_hw, reference=self.ref_keypoints)
+            kc, shift = keep_inside(
+                kc, self.canvas_hw, reference=self.ref_keypoints, head_rise=self.head_rise
+            )
             box = self._follow(kc)
         else:
             box = self.ref_boxes[0]
