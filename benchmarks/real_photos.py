@@ -387,6 +387,13 @@ def run_speed(models: list[str], frames: int, size: int) -> dict:
     return out
 
 
+def _named(items: list[str]) -> dict[str, str]:
+    """`NAME=VALUE` command-line items -> {NAME: VALUE}; a bad one stops with a one-line message."""
+    if bad := [item for item in items if "=" not in item.strip("=")]:
+        raise SystemExit(f"expected NAME=PATH, got {bad[0]!r}")
+    return dict(item.split("=", 1) for item in items)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--face-models", default="keypoint-warp-face")
@@ -418,13 +425,11 @@ def main() -> None:
     report = {"face": run_face(split[0], args.frames, args.out) if split[0] else {}}
     if split[0] and args.video_frames:
         videos = {}
-        for item in args.face_video:
-            name, _, spec = item.partition("=")
+        for name, spec in _named(args.face_video).items():
             path, _, start = spec.partition("@")
             videos[name] = (Path(path), int(start or 0))
         report["face_video"] = run_face_video(split[0], args.video_frames, args.out, videos)
-    extra = dict(item.split("=", 1) for item in args.pose_photo)
-    extra = {name: Path(path) for name, path in extra.items()}
+    extra = {name: Path(path) for name, path in _named(args.pose_photo).items()}
     report["pose"] = run_pose(split[1], args.frames, args.out, extra) if split[1] else {}
     speed = [m for m in args.speed_models.split(",") if m]
     if speed:

@@ -135,9 +135,9 @@ def keep_inside(
     across, its core (`CORE`: head, face, neck, shoulders, hips); down, the core and the legs (`UPRIGHT`),
     the head's top included; across, at least `SIDE_MARGIN` of the body's height from the edges. Arms
     never count: a hand swinging past the edge of a narrow photo, or raised above the head, must not push
-    the whole body aside. A core wider than the canvas is centred; a body
-    taller than it keeps its head in and lets its feet leave at the bottom (a standing driver on a
-    crouching or cropped reference: the face matters more than the shoes).
+    the whole body aside. A core wider than the canvas is centred; a body taller than it keeps its head
+    in and lets its feet leave at the bottom (a standing driver on a crouching or cropped reference: the
+    face matters more than the shoes).
 
     `reference (137, 3)`: the reference photo's own keypoints on this canvas. Then only the points it shows
     *inside* the canvas count (a detector places a half-body photo's unseen knees and heels below the

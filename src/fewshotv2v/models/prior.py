@@ -349,7 +349,8 @@ def pose_prior_flow(
         t = torch.where(ok[..., None], t, t[:, tab["parent"]])
         ok = ok | ok[:, tab["parent"]]
 
-    radius = (tab["radius"] * parts.person_size(drive_xy, drive_ok)[:, None]).clamp(min=1.0)  # (B, P) pixels
+    size = parts.person_size(drive_xy, drive_ok)  # (B,) pixels
+    radius = (tab["radius"] * size[:, None]).clamp(min=1.0)  # (B, P) pixels
     if ref_mask is not None:
         scale = a[:, tab["measured"]].norm(dim=-1).clamp(min=1e-3)  # ref length / target length
         mask = _as_mask(ref_mask, ref.shape[0], (h, w), device)
@@ -377,14 +378,15 @@ def pose_prior_flow(
     flow = _affine_flow(coef, h, w) * falloff
     if ref_explained is not None and ref_mask is not None:
         unexplained = mask * (1 - ref_explained.to(mask.dtype))
-        size = parts.person_size(drive_xy, drive_ok)[:, None, None, None]  # (B, 1, 1, 1)
+        s = size[:, None, None, None]  # (B, 1, 1, 1)
         # how far beyond the nearest part: in the target, and in the reference (its parts' distances on
-        # the same grid, radii as in the target), read where the flow takes each target pixel
+        # the same grid, radii as in the target), read where the flow takes each target pixel; capped at
+        # 4 s so that the FAR of missing parts does not reach the bilinear upsampling
         d_ref = parts.part_distance(ref_xy, ref_ok, tab, x, y)
-        beyond = [(dist - r).amin(1, keepdim=True).clamp(min=0).minimum(4 * size) for dist in (d, d_ref)]
+        beyond = [(dist - r).amin(1, keepdim=True).clamp(min=0).minimum(4 * s) for dist in (d, d_ref)]
         beyond_t, beyond_r = _upsample(torch.cat(beyond, 1), h, w).split(1, 1)
         farther = beyond_t - warp(beyond_r, flow)  # (B, 1, H, W): > 0 where the body has moved away
-        near = torch.sigmoid((_UNEXPLAINED_SLACK * size - farther) / (_UNEXPLAINED_EDGE * size))
+        near = torch.sigmoid((_UNEXPLAINED_SLACK * s - farther) / (_UNEXPLAINED_EDGE * s))
         coverage = torch.maximum(coverage, warp(unexplained, flow) * near)
     return flow, coverage
 
