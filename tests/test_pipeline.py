@@ -416,3 +416,35 @@ def test_one_pass_writes_result_and_side_by_side(model_dir, tmp_path):
     with pytest.raises(OutputExistsError):  # either existing output is refused before any work
         pipe.synthesize(drive=drive, output=tmp_path / "new.mp4", side_by_side_output=side)
     assert not (tmp_path / "new.mp4").exists()
+
+
+def test_someone_else_followed_starts_at_the_references_place_and_size(tmp_path):
+    """Lost for good, then a bigger person elsewhere: their first frame is retargeted as frame 0 was (the
+    reference's place and scale), not by their size and place relative to the first person."""
+    from fewshotv2v.config import ModelConfig
+    from fewshotv2v.inference.driving import LabelMaker, drive_source
+    from fewshotv2v.inference.producer import InputPlan, frame_inputs
+    from fewshotv2v.semantics.tracking import PersonTracker
+
+    hw = (160, 120)
+    small = person_keypoints((80, 60))  # a person filling 70 % of 80 px, at the frame's left half
+    big = person_keypoints(hw)  # the same pose twice as big, in the middle
+    big[:, :2] += (30, 0)
+    gap = PersonTracker().reacquire_after
+    people = [small, small] + [None] * gap + [big, big]
+
+    class Detector:
+        calls = 0
+
+        def detect(self, image):
+            kps = people[self.calls]
+            self.calls += 1
+            return [] if kps is None else [Detection(kps, score=0.9)]
+
+    config = ModelConfig.preset("tiny")
+    plan = InputPlan(frames=LabelMaker(config, person_keypoints((config.height, config.width))), hold_frames=0)
+    source = drive_source([np.zeros((*hw, 3), np.uint8)] * len(people))
+    items = list(frame_inputs(plan, source, Detector()))
+    first, switched = items[0], items[2 + gap]
+    assert switched.counts.person_changes == 1 and items[-1].counts.person_changes == 1
+    np.testing.assert_allclose(switched.label, first.label, atol=1e-5)

@@ -67,3 +67,18 @@ def test_index_beyond_people_is_lost():
     tr = PersonTracker(person_index=3)
     assert tr.update([person_at(10), person_at(200)]) is None
     assert tr.lost_frames == [0]
+
+
+def test_switched_only_when_someone_else_is_picked_up_again():
+    tr = PersonTracker(reacquire_after=2)
+    tr.update([person_at(100)])
+    assert not tr.switched  # the first person is no switch
+    tr.update([])
+    tr.update([])
+    back = person_at(104)  # found again where they were lost: the same person
+    assert tr.update([back]) is back and not tr.switched
+    tr.update([])
+    tr.update([])
+    other = person_at(500, h=200)  # someone else, elsewhere
+    assert tr.update([other]) is other and tr.switched
+    assert tr.update([person_at(505, h=200)]) is not None and not tr.switched  # followed from here on

@@ -62,6 +62,7 @@ class SynthesisResult:
     frames_held: int  # ... of which rendered with the last good keypoints
     frames_empty: int  # ... of which rendered as an empty label map
     finetune_steps: int = 0
+    person_changes: int = 0  # times the driving person was lost and someone else followed
 
     def summary(self) -> str:
         """One line: frames, seconds, frames/s, output path, frames without a person."""
@@ -71,6 +72,9 @@ class SynthesisResult:
                 f"; {self.frames_without_person} frames without a person "
                 f"({self.frames_held} held, {self.frames_empty} empty)"
             )
+        if self.person_changes:
+            times = "once" if self.person_changes == 1 else f"{self.person_changes} times"
+            line += f"; the driving person was lost and someone else followed {times}"
         return line
 
 
@@ -470,6 +474,7 @@ class Pipeline:
             # The counts of the frames delivered so far (the producer may be a few frames ahead).
             stats.frames_without_person = item.counts.frames_without_person
             stats.frames_held, stats.frames_empty = item.counts.frames_held, item.counts.frames_empty
+            stats.person_changes = item.counts.person_changes
             stats.frames += 1
             yield compose(item.image, label_to_image(label), result) if side_by_side else result
 
@@ -569,6 +574,7 @@ class Pipeline:
             frames_held=s.frames_held,
             frames_empty=s.frames_empty,
             finetune_steps=finetune,
+            person_changes=s.person_changes,
         )
 
 

@@ -42,6 +42,7 @@ class DriveStats:
     frames_without_person: int = 0  # no person detected / given in the frame
     frames_held: int = 0  # ... rendered with the last good keypoints
     frames_empty: int = 0  # ... rendered as an empty label map
+    person_changes: int = 0  # times the tracker lost its person and followed someone else
 
 
 @dataclass
@@ -156,7 +157,8 @@ class DrivingKeypoints:
     """Per-frame keypoints of the driven person: detection + tracking (or given), smoothing, hold policy.
 
     `__call__(image, given, t) -> (keypoints (137, 3) | None, mask (H, W) | None)`; None = no person
-    (empty label map).
+    (empty label map). `new_person` after a call: that frame's person is someone else than the one
+    followed so far (`semantics.tracking.PersonTracker.switched`).
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class DrivingKeypoints:
         self.give_up = max(1, round(NO_PERSON_SECONDS * fps))  # frames with nobody yet before failing
         self._last: tuple[np.ndarray, np.ndarray | None] | None = None
         self._misses = 0
+        self.new_person = False
 
     def _find(self, image: np.ndarray, given) -> tuple[np.ndarray | None, np.ndarray | None]:
         if given is not False:  # keypoints came with the frame (None = no person)
@@ -184,11 +187,17 @@ class DrivingKeypoints:
         if self.detector is None:
             raise InputError('backend "none" needs driving keypoints')
         det = self.tracker.update(self.detector.detect(image))
+        self.new_person = self.tracker.switched
         return (None, None) if det is None else (det.keypoints, det.mask)
 
     def __call__(self, image: np.ndarray, given, t: float | None):
+        self.new_person = False
         kps, mask = self._find(image, given)
         if kps is not None and quality(kps, self.mode) > 0:
+            if self.new_person:
+                self.stats.person_changes += 1
+                if self.filter is not None:
+                    self.filter.reset()  # never slide from the last person's joints to this one's
             if self.filter is not None:
                 kps = self.filter(kps, t)
             self._last, self._misses = (kps, mask), 0

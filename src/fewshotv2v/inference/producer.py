@@ -106,6 +106,8 @@ def frame_inputs(plan: InputPlan, source: DriveSource, detector) -> Iterator[Fra
     frames.reset()  # a new driving video: its frame 0 fixes the driving statistics
     for image, given, t in source:
         kps, mask = keypoints(image, given, t)
+        if keypoints.new_person:  # someone else: their first frame fixes the driving statistics again
+            frames.reset()
         kept = image if plan.keep_images else None
         if isinstance(frames, Placement):
             target = frames(kps, mask, label=plan.labels) if kps is not None else None

@@ -4,7 +4,10 @@
 ``person_index``-th person counted from the left, the CLI's ``--person INDEX``) and then, frame after
 frame, keeps the detection that overlaps the last known box most (IoU), falling back to the mean keypoint
 distance when boxes barely overlap (fast motion). Frames where the person is not found are recorded in
-``lost_frames``; after ``reacquire_after`` consecutive lost frames the first-frame rule is applied again.
+``lost_frames``; after ``reacquire_after`` consecutive lost frames the first-frame rule is applied again,
+and ``switched`` says whether that found someone else (not the same person where they were lost): the
+caller then starts that person's motion afresh (`inference.producer`), since their place and size say
+nothing about the last one's.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class PersonTracker:
         self.lost_frames: list[int] = []
         self._last: Detection | None = None
         self._lost_run = 0
+        self.switched = False  # this frame's person is not the one followed before (see the module doc)
 
     @property
     def num_lost(self) -> int:
@@ -82,9 +86,12 @@ class PersonTracker:
         """The tracked person in this frame, or None (the frame is added to ``lost_frames``)."""
         self.frame += 1
         chosen = None
+        self.switched = False
         if detections:
             if self._last is None or self._lost_run >= self.reacquire_after:
                 chosen = self._initial(detections)
+                again = self._last is None or chosen is None or self._match([chosen]) is not None
+                self.switched = not again
             else:
                 chosen = self._match(detections)
         if chosen is None:
