@@ -506,6 +506,32 @@ def test_hair_wider_than_the_head_moves_with_it():
     assert abs(results["big hair"][1] + 30.0) < 1.0  # sampled from where the hair was
 
 
+def test_a_head_whose_points_disagree_keeps_the_torsos_motion_on_its_nose():
+    """A walker seen from behind: no face points, eyes and ears mirrored about the nose. No similarity
+    fits them (least squares shrank such a head 3x into a smear); the head takes the torso's motion with
+    its nose on the reference's nose. A head tilted by 25 degrees is still turned."""
+    _, ref, _ = _person(size=(512, 256))
+    nose = ref[kp.NOSE, :2]
+    forehead = nose + (nose - ref[kp.NECK, :2]) * 0.6  # above the nose, inside the head part
+    back = ref.clone()
+    back[list(range(kp.FACE.start, kp.FACE.stop)), 2] = 0.0
+    sides = [kp.R_EYE, kp.L_EYE, kp.R_EAR, kp.L_EAR]
+    back[sides, 0] = 2 * nose[0] - ref[sides, 0]
+    back[:, 0] += 20.0  # and the whole person steps 20 px to the right
+    flow, _ = pose_prior_flow(ref, back, (512, 256))
+    for xy in (nose, forehead):
+        assert (_at(flow, xy + torch.tensor([20.0, 0.0])) - torch.tensor([-20.0, 0.0])).norm() < 0.5
+
+    angle = math.radians(25)
+    head = [kp.NOSE, *sides, *range(kp.FACE.start, kp.FACE.stop)]
+    tilted = _rotate_about(ref, head, ref[kp.NECK, :2], angle)
+    flow, _ = pose_prior_flow(ref, tilted, (512, 256))
+    # the tilted forehead samples the reference's forehead (a shift by the nose's motion is 6 px off)
+    target = _rotate_about(forehead[None], [0], ref[kp.NECK, :2], angle)[0]
+    assert (forehead - target).norm() > 10
+    assert (_at(flow, target) - (forehead - target)).norm() < 1.0
+
+
 def test_prior_flow_dispatch():
     _, ref, mask = _person(syn.Pose(), FACE_HW, "face")
     drive = _similarity(ref, 0.1, 1.0, (4.0, 0.0))

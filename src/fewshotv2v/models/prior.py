@@ -15,6 +15,8 @@ Everything is float32, vectorised over batch, points, parts and pixels, and runs
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -36,6 +38,13 @@ _ARM_FRONT = 3.0
 # moved away: a lunging footballer driven by a walker left his shorts and leg behind.
 _UNEXPLAINED_SLACK = 0.1
 _UNEXPLAINED_EDGE = 0.02
+# A head turns little against the torso in a 2D similarity: a fit that scales it by more than this
+# factor, or turns it by more than _HEAD_TURN degrees, comes from points that disagree (a walker seen from
+# behind, whose eyes and ears mediapipe places mirrored: the footballer's head was magnified 3x into a
+# smear), and the head then takes the torso's scale and rotation, its nose on the reference's nose.
+_HEAD_SCALE = 1.6
+_HEAD_TURN = 60.0
+_COS_HEAD_TURN = math.cos(math.radians(_HEAD_TURN))
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -344,6 +353,7 @@ def pose_prior_flow(
     a = torch.cat([torch.where(ok[:, :1], a[:, 0], root_a)[:, None], a[:, 1:]], 1)
     t = torch.cat([torch.where(ok[:, :1], t[:, 0], root_t)[:, None], t[:, 1:]], 1)
     ok = torch.cat([torch.ones_like(ok[:, :1]), ok[:, 1:]], 1)
+    a, t = _plausible_head(a, t, drive_xy, ref_xy, both)
     for _ in range(parts.DEPTH):
         a = torch.where(ok[..., None], a, a[:, tab["parent"]])
         t = torch.where(ok[..., None], t, t[:, tab["parent"]])
@@ -389,6 +399,27 @@ def pose_prior_flow(
         near = torch.sigmoid((_UNEXPLAINED_SLACK * s - farther) / (_UNEXPLAINED_EDGE * s))
         coverage = torch.maximum(coverage, warp(unexplained, flow) * near)
     return flow, coverage
+
+
+def _plausible_head(a: Tensor, t: Tensor, drive_xy: Tensor, ref_xy: Tensor, both: Tensor):
+    """The parts' similarities `a, t (B, P, 2)` with the head's replaced where its fit is implausible
+    against the torso's (see `_HEAD_SCALE`): then the torso's `a`, and `t` putting the target's nose on the
+    reference's (the torso's own `t` where a nose is missing)."""
+    head, torso = a[:, parts.HEAD_PART], a[:, 0]  # (B, 2) each
+    # head relative to torso: a_head * conj(a_torso) / |a_torso|^2 (complex)
+    conj = torso * torch.tensor([1.0, -1.0], device=a.device)
+    rel = _rotate(head, conj) / torso.square().sum(-1, keepdim=True).clamp(min=1e-12)
+    ratio = rel.norm(dim=-1).clamp(min=1e-6)
+    turn = rel[:, 0] / ratio  # cos of the relative angle
+    plausible = (ratio < _HEAD_SCALE) & (ratio > 1 / _HEAD_SCALE) & (turn > _COS_HEAD_TURN)
+    nose = both[:, kp.NOSE] > 0
+    to_nose = ref_xy[:, kp.NOSE] - _rotate(torso, drive_xy[:, kp.NOSE])
+    fallback_t = torch.where(nose[:, None], to_nose, t[:, 0])
+    keep = plausible[:, None]
+    new_a = torch.where(keep, head, torso)[:, None]
+    new_t = torch.where(keep, t[:, parts.HEAD_PART], fallback_t)[:, None]
+    i = parts.HEAD_PART
+    return torch.cat([a[:, :i], new_a, a[:, i + 1 :]], 1), torch.cat([t[:, :i], new_t, t[:, i + 1 :]], 1)
 
 
 def _inside(d: Tensor, r: Tensor, spacing: float) -> Tensor:
