@@ -506,6 +506,33 @@ def test_hair_wider_than_the_head_moves_with_it():
     assert abs(results["big hair"][1] + 30.0) < 1.0  # sampled from where the hair was
 
 
+def test_hair_high_above_the_nose_moves_with_the_head():
+    """A head whose hair reaches far above its nose (a bent head: short neck -> nose bone): the crown is
+    measured in the mask (`body_parts.head_top`), so the top of the hair is the head's and moves with
+    it; with the usual crown it lay beyond the head and stayed behind."""
+    _, ref, mask = _person(size=(512, 256))
+    nose, neck = ref[kp.NOSE, :2], ref[kp.NECK, :2]
+    length = float((nose - neck).norm())
+    ys, xs = torch.meshgrid(torch.arange(512.0), torch.arange(256.0), indexing="ij")
+    bun = ((xs - nose[0]).abs() < 0.5 * length) & (ys < nose[1]) & (ys > nose[1] - 2.5 * length)
+    tall = torch.maximum(mask, bun.float())
+    xy, ok = ref[None, :, :2], ref[None, :, 2] > 0.05
+    top = body_parts.head_top(xy, ok, tall[None, None])[0]
+    assert abs(float(top[0] - nose[0])) < 1e-4 and abs(float(nose[1] - top[1]) - 2.5 * length) < 1.5
+    usual = body_parts.head_top(xy, ok, mask[None, None])[0]  # an ordinary head: about the usual crown
+    assert (usual - body_parts.with_crown(xy, ok)[0][0, -1]).norm() < 0.2 * length
+
+    drive = ref.clone()
+    drive[:, 0] += 30.0  # the whole person steps 30 px to the right
+    x, y = int(round(float(nose[0]))) + 30, int(round(float(nose[1]) - 2.2 * length))  # the bun, moved
+    results = {}
+    for name, m in (("head only", mask), ("bun", tall)):
+        flow, coverage = pose_prior_flow(ref, drive, (512, 256), ref_mask=m[None, None])
+        results[name] = (float(coverage[0, 0, y, x]), float(flow[0, 0, y, x]))
+    assert results["head only"][0] < 0.5 < 0.85 < results["bun"][0]
+    assert abs(results["bun"][1] + 30.0) < 1.0  # sampled from where the bun was
+
+
 def test_a_head_whose_points_disagree_keeps_the_torsos_motion_on_its_nose():
     """A walker seen from behind: no face points, eyes and ears mirrored about the nose. No similarity
     fits them (least squares shrank such a head 3x into a smear); the head takes the torso's motion with

@@ -110,12 +110,14 @@ def _make_tables(device: torch.device) -> dict[str, Tensor]:
     }
 
 
-def part_distance(xy: Tensor, valid: Tensor, tab: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+def part_distance(
+    xy: Tensor, valid: Tensor, tab: dict[str, Tensor], x: Tensor, y: Tensor, crown: Tensor | None = None
+) -> Tensor:
     """Distance (B, P, h, w) in pixels from each sample (x (1, w), y (h, 1)) to each part's target segments
     (FAR: none valid); 0 inside the torso quadrilateral. Evaluated in row blocks to bound memory.
-    xy (B, 137, 2), valid (B, 137); the virtual CROWN point is added here."""
+    xy (B, 137, 2), valid (B, 137); the virtual CROWN point is added here (`with_crown`)."""
     b, s = xy.shape[0], tab["seg"].shape[0]
-    xy, valid = with_crown(xy, valid)  # (B, 138, 2), (B, 138)
+    xy, valid = with_crown(xy, valid, crown)  # (B, 138, 2), (B, 138)
     p0, p1 = xy[:, tab["seg"][:, 0]], xy[:, tab["seg"][:, 1]]  # (B, S, 2)
     seg_ok = (valid[:, tab["seg"][:, 0]] & valid[:, tab["seg"][:, 1]])[..., None]  # (B, S, 1)
     # a missing segment becomes a far-away point (cheaper than masking every pixel); its part is masked
@@ -180,12 +182,40 @@ def person_size(xy: Tensor, valid: Tensor) -> Tensor:
     return torch.where(from_bones > 0, from_bones, extent)
 
 
-def with_crown(xy: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-    """xy (B, 137, 2), valid (B, 137) with the virtual CROWN point appended (index 137): the nose +
-    CROWN_RISE x the neck -> nose bone, the head's upward bone."""
-    crown = (1 + CROWN_RISE) * xy[:, kp.NOSE] - CROWN_RISE * xy[:, kp.NECK]  # (B, 2)
+def with_crown(xy: Tensor, valid: Tensor, crown: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """xy (B, 137, 2), valid (B, 137) with the virtual CROWN point appended (index 137): `crown (B, 2)`
+    when given (the head's top as the prior measured it, `head_top`), else the nose + CROWN_RISE x the
+    neck -> nose bone; the head's upward bone runs from the nose to it."""
+    if crown is None:
+        crown = (1 + CROWN_RISE) * xy[:, kp.NOSE] - CROWN_RISE * xy[:, kp.NECK]  # (B, 2)
     ok = valid[:, kp.NOSE] & valid[:, kp.NECK]
     return torch.cat([xy, crown[:, None]], 1), torch.cat([valid, ok[:, None]], 1)
+
+
+def head_top(xy: Tensor, valid: Tensor, mask: Tensor) -> Tensor:
+    """(B, 2): where a reference's head ends above its nose, measured in its person `mask (B, 1, H, W)`.
+
+    The topmost person pixel above the nose within 1.5 nose-to-neck lengths of it across and at most
+    three lengths up (as `inference.placement.head_rise` frames the canvas), straight above the nose,
+    when that lies beyond the usual crown (nose + CROWN_RISE x the neck -> nose bone, which is kept
+    otherwise). A head bent forward has a short neck -> nose bone and its hair far above the nose:
+    with the usual crown a footballer driven upright lost the top of his head."""
+    default, _ = with_crown(xy, valid)
+    default = default[:, -1]  # (B, 2)
+    _, _, h, w = mask.shape
+    nose, neck = xy[:, kp.NOSE], xy[:, kp.NECK]  # (B, 2)
+    length = (nose - neck).norm(dim=-1)  # (B,)
+    ys = torch.arange(h, device=mask.device, dtype=xy.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=mask.device, dtype=xy.dtype).view(1, 1, w)
+    lx, ly = nose[:, 0].view(-1, 1, 1), nose[:, 1].view(-1, 1, 1)
+    reach = length.view(-1, 1, 1)
+    window = ((xs - lx).abs() <= 1.5 * reach) & (ys <= ly) & (ys >= ly - 3 * reach)  # (B, H, W)
+    person = (mask[:, 0] > 0.5) & window
+    top = torch.where(person, ys.expand_as(person), torch.inf).flatten(1).amin(1)  # (B,) row, inf: none
+    rise = torch.where(torch.isfinite(top), nose[:, 1] - top, 0.0)
+    ok = valid[:, kp.NOSE] & valid[:, kp.NECK] & (length > 1e-3) & (rise > CROWN_RISE * length)
+    measured = torch.stack([nose[:, 0], nose[:, 1] - rise], -1)
+    return torch.where(ok[:, None], measured, default)
 
 
 def with_measured(radius: Tensor, mask: Tensor, ref_xy: Tensor, ref_ok: Tensor, tab, scale=1.0) -> Tensor:

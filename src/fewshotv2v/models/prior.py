@@ -300,6 +300,7 @@ def pose_prior_flow(
     *,
     ref_mask: Tensor | None = None,
     ref_explained: Tensor | None = None,
+    ref_crown: Tensor | None = None,
     threshold: float = 0.05,
     stride: int | None = None,
 ) -> tuple[Tensor, Tensor]:
@@ -334,6 +335,12 @@ def pose_prior_flow(
     them about in place, and they stay instead of giving way to the background; but only where they lie
     about as far beyond the target's parts as they lay beyond the reference's, not at their old place
     once the body has moved away (`_UNEXPLAINED_SLACK`).
+
+    The head's upward bone runs from the nose to its crown: ``ref_crown`` (B, 2) in reference pixels, by
+    default measured in ``ref_mask`` (`body_parts.head_top`: hair far above a bent head's nose), else
+    the nose + CROWN_RISE x the neck -> nose bone; the target's crown is where the head's similarity
+    takes it. A caller whose reference lies outside the frame the prior is computed in measures it in
+    the reference's own crop (`models.generator.keypoint_prior`).
     """
     ref = _as_batch(ref_kps, "ref_kps")
     drive = _as_batch(drive_kps, "drive_kps").to(ref.device)
@@ -366,8 +373,14 @@ def pose_prior_flow(
         mask = _as_mask(ref_mask, ref.shape[0], (h, w), device)
         radius = parts.with_measured(radius, mask, ref_xy, ref_ok, tab, scale)
 
+    drive_crown = None
+    if ref_crown is None and ref_mask is not None:
+        ref_crown = parts.head_top(ref_xy, ref_ok, mask)
+    if ref_crown is not None:  # carried to the target by the head's similarity (target -> ref, inverted)
+        ref_crown = ref_crown.to(device, ref_xy.dtype).reshape(-1, 2).expand(ref_xy.shape[0], 2)
+        drive_crown = _inverse(a[:, parts.HEAD_PART], t[:, parts.HEAD_PART], ref_crown)
     x, y = _grid(h, w, device, _auto_stride(h, w, stride, samples=256))
-    d = parts.part_distance(drive_xy, drive_ok, tab, x, y)  # (B, P, h', w')
+    d = parts.part_distance(drive_xy, drive_ok, tab, x, y, drive_crown)  # (B, P, h', w')
     r = radius[..., None, None]
     present = d < parts.FAR
     spacing = _spacing(x, y, h, w)
@@ -392,13 +405,19 @@ def pose_prior_flow(
         # how far beyond the nearest part: in the target, and in the reference (its parts' distances on
         # the same grid, radii as in the target), read where the flow takes each target pixel; capped at
         # 4 s so that the FAR of missing parts does not reach the bilinear upsampling
-        d_ref = parts.part_distance(ref_xy, ref_ok, tab, x, y)
+        d_ref = parts.part_distance(ref_xy, ref_ok, tab, x, y, ref_crown)
         beyond = [(dist - r).amin(1, keepdim=True).clamp(min=0).minimum(4 * s) for dist in (d, d_ref)]
         beyond_t, beyond_r = _upsample(torch.cat(beyond, 1), h, w).split(1, 1)
         farther = beyond_t - warp(beyond_r, flow)  # (B, 1, H, W): > 0 where the body has moved away
         near = torch.sigmoid((_UNEXPLAINED_SLACK * s - farther) / (_UNEXPLAINED_EDGE * s))
         coverage = torch.maximum(coverage, warp(unexplained, flow) * near)
     return flow, coverage
+
+
+def _inverse(a: Tensor, t: Tensor, q: Tensor) -> Tensor:
+    """p with a * p + t = q, for (B, 2) complex-form `a`, `t`, `q`."""
+    conj = a * torch.tensor([1.0, -1.0], device=a.device)
+    return _rotate(conj, q - t) / a.square().sum(-1, keepdim=True).clamp(min=1e-12)
 
 
 def _plausible_head(a: Tensor, t: Tensor, drive_xy: Tensor, ref_xy: Tensor, both: Tensor):
