@@ -442,7 +442,8 @@ def test_someone_else_followed_starts_at_the_references_place_and_size(tmp_path)
             return [] if kps is None else [Detection(kps, score=0.9)]
 
     config = ModelConfig.preset("tiny")
-    plan = InputPlan(frames=LabelMaker(config, person_keypoints((config.height, config.width))), hold_frames=0)
+    maker = LabelMaker(config, person_keypoints((config.height, config.width)))
+    plan = InputPlan(frames=maker, hold_frames=0)
     source = drive_source([np.zeros((*hw, 3), np.uint8)] * len(people))
     items = list(frame_inputs(plan, source, Detector()))
     first, switched = items[0], items[2 + gap]

@@ -195,11 +195,12 @@ def with_crown(xy: Tensor, valid: Tensor, crown: Tensor | None = None) -> tuple[
 def head_top(xy: Tensor, valid: Tensor, mask: Tensor) -> Tensor:
     """(B, 2): where a reference's head ends above its nose, measured in its person `mask (B, 1, H, W)`.
 
-    The topmost person pixel above the nose within 1.5 nose-to-neck lengths of it across and at most
-    three lengths up (as `inference.placement.head_rise` frames the canvas), straight above the nose,
-    when that lies beyond the usual crown (nose + CROWN_RISE x the neck -> nose bone, which is kept
-    otherwise). A head bent forward has a short neck -> nose bone and its hair far above the nose:
-    with the usual crown a footballer driven upright lost the top of his head."""
+    The topmost person pixels above the nose within 1.5 nose-to-neck lengths of it across and at most
+    three lengths up (as `inference.placement.head_rise` frames the canvas; across, the middle of those
+    within a quarter length of the top), when that lies beyond the usual crown (nose + CROWN_RISE x the
+    neck -> nose bone, which is kept otherwise). A head bent forward has a short neck -> nose bone and
+    its hair far above the nose: with the usual crown a footballer driven upright lost the top of his
+    head."""
     default, _ = with_crown(xy, valid)
     default = default[:, -1]  # (B, 2)
     _, _, h, w = mask.shape
@@ -214,7 +215,12 @@ def head_top(xy: Tensor, valid: Tensor, mask: Tensor) -> Tensor:
     top = torch.where(person, ys.expand_as(person), torch.inf).flatten(1).amin(1)  # (B,) row, inf: none
     rise = torch.where(torch.isfinite(top), nose[:, 1] - top, 0.0)
     ok = valid[:, kp.NOSE] & valid[:, kp.NECK] & (length > 1e-3) & (rise > CROWN_RISE * length)
-    measured = torch.stack([nose[:, 0], nose[:, 1] - rise], -1)
+    # across: the middle of the person's pixels in the top quarter neck-nose length (the hair's top
+    # may lie to one side of the nose, on a bent or turned head)
+    band = person & (ys <= top.view(-1, 1, 1) + 0.25 * reach)
+    count = band.flatten(1).sum(1).clamp(min=1)
+    across = (band * xs).flatten(1).sum(1) / count
+    measured = torch.stack([across, nose[:, 1] - rise], -1)
     return torch.where(ok[:, None], measured, default)
 
 
