@@ -200,3 +200,24 @@ def test_still_images_are_searched_each_and_nobody_is_followed_into_the_next():
             assert len(found) == 1
             assert np.abs(found[0].keypoints[kp.NOSE, :2] - where).max() < 4
         assert not backend._small.tracking
+
+
+def test_detect_near_finds_the_person_followed_beside_someone_else_and_keeps_to_them():
+    """Two walkers; the backend reports one (Holistic keeps to whom it found). `detect_near` with the
+    other's last box finds the other, and the next frames follow them."""
+    pytest.importorskip("mediapipe")
+    left, left_nose = _small_astronaut(at=(120, 300))
+    right, right_nose = _small_astronaut(at=(560, 300))
+    both = np.where(right != 120, right, left)  # both on one grey frame
+    with get_backend("mediapipe") as backend:
+        first = backend.detect(both)
+        assert len(first) == 1
+        seen = first[0].keypoints[kp.NOSE, :2]
+        other_nose = right_nose if np.abs(seen - left_nose).max() < 4 else left_nose
+        other_at = (560, 300) if other_nose is right_nose else (120, 300)
+        box = np.array([other_at[0], other_at[1], other_at[0] + 96, other_at[1] + 96], np.float32)
+        near = backend.detect_near(both, box)
+        assert len(near) == 1 and np.abs(near[0].keypoints[kp.NOSE, :2] - other_nose).max() < 4
+        again = backend.detect(both)  # followed from now on
+        assert len(again) == 1 and np.abs(again[0].keypoints[kp.NOSE, :2] - other_nose).max() < 4
+        assert backend.detect_near(np.full_like(both, 120), box) == []  # nobody there

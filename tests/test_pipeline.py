@@ -449,3 +449,35 @@ def test_someone_else_followed_starts_at_the_references_place_and_size(tmp_path)
     first, switched = items[0], items[2 + gap]
     assert switched.counts.person_changes == 1 and items[-1].counts.person_changes == 1
     np.testing.assert_allclose(switched.label, first.label, atol=1e-5)
+
+
+def test_the_person_followed_is_looked_for_near_their_last_place_when_the_detector_reports_another():
+    """A single-person detector that slides to a passer-by: DrivingKeypoints asks it (`detect_near`)
+    for the followed person around their last box, and the frame keeps them."""
+    from fewshotv2v.inference.driving import DrivingKeypoints
+
+    hw = (160, 240)
+    me = person_keypoints((80, 60))  # on the left
+    other = person_keypoints((80, 60))
+    other[:, 0] += 150  # someone else, on the right
+
+    class SlidingDetector:
+        def __init__(self):
+            self.calls, self.near = 0, []
+
+        def detect(self, image):
+            self.calls += 1
+            return [Detection(me if self.calls == 1 else other, score=0.9)]
+
+        def detect_near(self, image, box):
+            self.near.append(np.asarray(box).copy())
+            return [Detection(me, score=0.9)]
+
+    detector = SlidingDetector()
+    keypoints = DrivingKeypoints(detector, mode="pose", smoothing=False)
+    image = np.zeros((*hw, 3), np.uint8)
+    for _ in range(3):
+        kps, _ = keypoints(image, False, None)
+        np.testing.assert_array_equal(kps, me)
+    assert len(detector.near) == 2 and keypoints.stats.frames_without_person == 0
+    assert detector.near[0][2] < 100  # asked around the left person's box

@@ -82,3 +82,17 @@ def test_switched_only_when_someone_else_is_picked_up_again():
     other = person_at(500, h=200)  # someone else, elsewhere
     assert tr.update([other]) is other and tr.switched
     assert tr.update([person_at(505, h=200)]) is not None and not tr.switched  # followed from here on
+
+
+def test_following_and_matches_do_not_change_the_track():
+    tr = PersonTracker(reacquire_after=2)
+    assert tr.following is None and tr.matches([person_at(100)]) is None  # nobody chosen yet
+    me = tr.update([person_at(100)])
+    assert np.array_equal(tr.following, me.bbox)
+    near, far = person_at(104), person_at(500)
+    assert tr.matches([far, near]) is near and tr.matches([far]) is None
+    assert tr.frame == 0 and tr.lost_frames == []  # nothing was updated
+    tr.update([])
+    assert tr.following is not None  # lost one frame: still followed
+    tr.update([])
+    assert tr.following is None  # given up: the next person found is picked afresh

@@ -82,6 +82,21 @@ class PersonTracker:
         best = int(np.argmin(dists))
         return detections[best] if dists[best] <= self.max_distance * diag else None
 
+    @property
+    def following(self) -> np.ndarray | None:
+        """The last box `(4,)` of the person followed, while they are (not yet given up for someone new
+        after `reacquire_after` lost frames); None before anyone is chosen, or after."""
+        if self._last is None or self._lost_run >= self.reacquire_after:
+            return None
+        return self._last.bbox
+
+    def matches(self, detections: list[Detection]) -> Detection | None:
+        """The detection `update` would keep as the person followed, without updating anything; None when
+        none is them (or nobody is followed)."""
+        if self.following is None or not detections:
+            return None
+        return self._match(detections)
+
     def update(self, detections: list[Detection]) -> Detection | None:
         """The tracked person in this frame, or None (the frame is added to ``lost_frames``)."""
         self.frame += 1

@@ -45,6 +45,12 @@ class Backend:
     def detect(self, image: np.ndarray) -> list[Detection]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def detect_near(self, image: np.ndarray, box: np.ndarray) -> list[Detection]:
+        """People around ``box (4,)`` (frame pixels), for a detector that reports one person per frame and
+        may have found someone else: the person followed is looked for where they were last seen. [] by
+        default (a detector that reports everyone has nothing to add)."""
+        return []
+
     def close(self) -> None:
         """Release resources (no-op by default)."""
 

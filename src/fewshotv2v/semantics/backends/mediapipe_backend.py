@@ -216,6 +216,14 @@ class MediaPipeBackend(Backend):
             return found
         return self._small.found_whole(found) if found else self._small.search(img)
 
+    def detect_near(self, image: np.ndarray, box: np.ndarray) -> list[Detection]:
+        """The person in a zoomed square around ``box`` (see `Backend.detect_near`), followed from then on
+        (`SmallPersonSearch.look_near`); [] without ``small_people``. Holistic keeps to the person it
+        found: in a street it slid to a walker passing the one followed and stayed on them."""
+        if self._small is None:
+            return []
+        return self._small.look_near(check_image(image), np.asarray(box, np.float32))
+
     def _detect_whole(self, img: np.ndarray) -> list[Detection]:
         if self._holistic is None:
             raise RuntimeError("this MediaPipeBackend was closed")
@@ -300,6 +308,11 @@ class SmallPersonSearch:
             return []
         return [self._track(det)]
 
+    def look_near(self, img: np.ndarray, box: np.ndarray) -> list[Detection]:
+        """The person in the square that following `box` would look in, or []; found, they are followed."""
+        det = self._detect_in(img, self._square(box))
+        return [] if det is None else [self._track(det)]
+
     def search(self, img: np.ndarray) -> list[Detection]:
         """A person in the tiles (see `_pick`; every `SEARCH_EVERY`-th call while nobody is found), or []."""
         if not self._still and self._since_search is not None and self._since_search < self.SEARCH_EVERY - 1:
@@ -326,11 +339,15 @@ class SmallPersonSearch:
     def _track(self, det: Detection) -> Detection:
         if self._still:  # unrelated images: nobody to follow into the next
             return det
-        x0, y0, x1, y1 = (float(v) for v in det.bbox)
+        self._roi = self._square(det.bbox)
+        return det
+
+    def _square(self, box) -> np.ndarray:
+        """The square (4,) looked in to follow a person seen in `box`: `ROI_GROW` times its longer side."""
+        x0, y0, x1, y1 = (float(v) for v in box)
         side = max(self.MIN_ROI, self.ROI_GROW * max(x1 - x0, y1 - y0))
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        self._roi = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float32)
-        return det
+        return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float32)
 
     def _detect_in(self, img: np.ndarray, box: np.ndarray) -> Detection | None:
         """Holistic on `box` of `img` resized to CROP x CROP; the detection in frame pixels, or None."""
