@@ -250,7 +250,7 @@ def process_source(
     missing = 0
     try:
         for frame in reader:
-            det = tracker.update(backend.detect(frame.image))
+            det = tracker.track(backend, frame.image)
             hw = frame.image.shape[:2]
             kps = box = None
             if det is not None:

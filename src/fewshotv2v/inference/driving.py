@@ -186,13 +186,7 @@ class DrivingKeypoints:
             return kps, None
         if self.detector is None:
             raise InputError('backend "none" needs driving keypoints')
-        found = self.detector.detect(image)
-        box = self.tracker.following
-        if box is not None and self.tracker.matches(found) is None:
-            # nobody, or someone else (a single-person detector that slid to a passer-by): look for the
-            # person followed where they were last seen
-            found = [*found, *getattr(self.detector, "detect_near", lambda image, box: [])(image, box)]
-        det = self.tracker.update(found)
+        det = self.tracker.track(self.detector, image)
         self.new_person = self.tracker.switched
         return (None, None) if det is None else (det.keypoints, det.mask)
 

@@ -7,7 +7,8 @@ distance when boxes barely overlap (fast motion). Frames where the person is not
 ``lost_frames``; after ``reacquire_after`` consecutive lost frames the first-frame rule is applied again,
 and ``switched`` says whether that found someone else (not the same person where they were lost): the
 caller then starts that person's motion afresh (`inference.producer`), since their place and size say
-nothing about the last one's.
+nothing about the last one's. ``track(detector, image)`` detects and updates in one step, asking the
+detector for people around the last box when none of those it reports is the person followed.
 """
 
 from __future__ import annotations
@@ -96,6 +97,16 @@ class PersonTracker:
         if self.following is None or not detections:
             return None
         return self._match(detections)
+
+    def track(self, detector, image) -> Detection | None:
+        """`update` with `detector`'s people in `image`; when none of them is the person followed (nobody,
+        or a single-person detector that slid to a passer-by), also with those it finds around that
+        person's last box (`Backend.detect_near`, when the detector has it)."""
+        found = detector.detect(image)
+        box = self.following
+        if box is not None and self.matches(found) is None and hasattr(detector, "detect_near"):
+            found = [*found, *detector.detect_near(image, box)]
+        return self.update(found)
 
     def update(self, detections: list[Detection]) -> Detection | None:
         """The tracked person in this frame, or None (the frame is added to ``lost_frames``)."""
