@@ -485,6 +485,19 @@ def test_a_limb_across_the_body_gets_the_default_radius_not_the_clamp():
     assert body_parts.MEASURED[-1] == body_parts.HEAD_PART and radius[-1] == 24.0
 
 
+def _assert_carried_30px_right(ref, head_mask, hair_mask, x: int, y: int) -> None:
+    """The whole person steps 30 px right: target pixel (x, y), on the moved hair, is covered and sampled
+    from where the hair was with `hair_mask` as the reference mask, and not covered with `head_mask`."""
+    drive = ref.clone()
+    drive[:, 0] += 30.0
+    results = []
+    for m in (head_mask, hair_mask):
+        flow, coverage = pose_prior_flow(ref, drive, (512, 256), ref_mask=m[None, None])
+        results.append((float(coverage[0, 0, y, x]), float(flow[0, 0, y, x])))
+    assert results[0][0] < 0.5 < 0.85 < results[1][0]
+    assert abs(results[1][1] + 30.0) < 1.0
+
+
 def test_hair_wider_than_the_head_moves_with_it():
     """The head's radius is measured in the mask like a limb's: a big hairdo beside the head is covered
     by the head part and carried with it, instead of staying behind as a smear of hair."""
@@ -495,15 +508,8 @@ def test_hair_wider_than_the_head_moves_with_it():
     ys, xs = torch.meshgrid(torch.arange(512.0), torch.arange(256.0), indexing="ij")
     hair = ((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2).sqrt() < 2.2 * rx
     big_hair = torch.maximum(mask, hair.float())
-    drive = ref.clone()
-    drive[:, 0] += 30.0  # the whole person steps 30 px to the right
     x, y = (int(v) for v in (centre + torch.tensor([30.0 - 2.1 * rx, 0.0])).round())  # hair, moved
-    results = {}
-    for name, m in (("head only", mask), ("big hair", big_hair)):
-        flow, coverage = pose_prior_flow(ref, drive, (512, 256), ref_mask=m[None, None])
-        results[name] = (float(coverage[0, 0, y, x]), float(flow[0, 0, y, x]))
-    assert results["head only"][0] < 0.5 < 0.85 < results["big hair"][0]
-    assert abs(results["big hair"][1] + 30.0) < 1.0  # sampled from where the hair was
+    _assert_carried_30px_right(ref, mask, big_hair, x, y)
 
 
 def test_hair_high_above_the_nose_moves_with_the_head():
@@ -522,15 +528,8 @@ def test_hair_high_above_the_nose_moves_with_the_head():
     usual = body_parts.head_top(xy, ok, mask[None, None])[0]  # an ordinary head: about the usual crown
     assert (usual - body_parts.with_crown(xy, ok)[0][0, -1]).norm() < 0.2 * length
 
-    drive = ref.clone()
-    drive[:, 0] += 30.0  # the whole person steps 30 px to the right
     x, y = int(round(float(nose[0]))) + 30, int(round(float(nose[1]) - 2.2 * length))  # the bun, moved
-    results = {}
-    for name, m in (("head only", mask), ("bun", tall)):
-        flow, coverage = pose_prior_flow(ref, drive, (512, 256), ref_mask=m[None, None])
-        results[name] = (float(coverage[0, 0, y, x]), float(flow[0, 0, y, x]))
-    assert results["head only"][0] < 0.5 < 0.85 < results["bun"][0]
-    assert abs(results["bun"][1] + 30.0) < 1.0  # sampled from where the bun was
+    _assert_carried_30px_right(ref, mask, tall, x, y)
 
 
 def test_a_head_whose_points_disagree_keeps_the_torsos_motion_on_its_nose():
