@@ -96,3 +96,18 @@ def test_following_and_matches_do_not_change_the_track():
     assert tr.following is not None  # lost one frame: still followed
     tr.update([])
     assert tr.following is None  # given up: the next person found is picked afresh
+
+
+def test_someone_who_walked_out_of_the_frame_is_replaced_sooner():
+    """Last seen touching the frame's edge, lost for `left_after` frames: they walked out, and the next
+    person is picked then; lost in the middle of the frame, the tracker still waits `reacquire_after`."""
+    hw = (400, 600)
+    for first, waits in ((person_at(20), 3), (person_at(300), 10)):  # box x0 = 5: at the left edge
+        tr = PersonTracker(reacquire_after=10, left_after=3)
+        tr.update([first], frame_hw=hw)
+        newcomer = person_at(450, h=60)
+        got = [tr.update([newcomer], frame_hw=hw) for _ in range(waits + 1)]
+        assert got[:waits] == [None] * waits and got[waits] is newcomer and tr.switched
+    tr = PersonTracker(reacquire_after=10, left_after=3)  # without the frame size: the long wait
+    tr.update([person_at(20)])
+    assert [tr.update([person_at(450, h=60)]) for _ in range(4)] == [None] * 4

@@ -4,7 +4,8 @@
 ``person_index``-th person counted from the left, the CLI's ``--person INDEX``) and then, frame after
 frame, keeps the detection that overlaps the last known box most (IoU), falling back to the mean keypoint
 distance when boxes barely overlap (fast motion). Frames where the person is not found are recorded in
-``lost_frames``; after ``reacquire_after`` consecutive lost frames the first-frame rule is applied again,
+``lost_frames``; after ``reacquire_after`` consecutive lost frames (``left_after`` when they were last
+seen at the frame's edge: they walked out) the first-frame rule is applied again,
 and ``switched`` says whether that found someone else (not the same person where they were lost): the
 caller then starts that person's motion afresh (`inference.producer`), since their place and size say
 nothing about the last one's. ``track(detector, image)`` detects and updates in one step, asking the
@@ -41,8 +42,13 @@ class PersonTracker:
 
     ``update(detections) -> Detection | None`` is called once per frame, in order. ``iou_threshold``: least
     IoU with the last box to count as the same person; ``max_distance``: otherwise, the largest mean
-    keypoint distance accepted, as a fraction of the last box's diagonal.
+    keypoint distance accepted, as a fraction of the last box's diagonal. ``left_after``: a person last
+    seen touching the frame's edge (`EDGE`) who stays lost this many frames has walked out, and someone
+    new is picked then rather than after ``reacquire_after`` (needs the frame size: `update(...,
+    frame_hw=)`, as `track` passes it).
     """
+
+    EDGE = 0.02  # of the frame's longer side: a box this close to a border touches it
 
     def __init__(
         self,
@@ -51,10 +57,12 @@ class PersonTracker:
         iou_threshold: float = 0.3,
         max_distance: float = 0.25,
         reacquire_after: int = 30,
+        left_after: int = 3,
     ) -> None:
         self.person_index = person_index
         self.iou_threshold, self.max_distance = iou_threshold, max_distance
-        self.reacquire_after = reacquire_after
+        self.reacquire_after, self.left_after = reacquire_after, left_after
+        self._hw: tuple[int, int] | None = None  # the frame's size, when `update` is told it
         self.frame = -1
         self.lost_frames: list[int] = []
         self._last: Detection | None = None
@@ -87,9 +95,20 @@ class PersonTracker:
     def following(self) -> np.ndarray | None:
         """The last box `(4,)` of the person followed, while they are (not yet given up for someone new
         after `reacquire_after` lost frames); None before anyone is chosen, or after."""
-        if self._last is None or self._lost_run >= self.reacquire_after:
+        if self._last is None or self._given_up():
             return None
         return self._last.bbox
+
+    def _given_up(self) -> bool:
+        """Lost so long (or out of the frame) that the next person found is picked afresh."""
+        if self._lost_run >= self.reacquire_after:
+            return True
+        if self._hw is None or self._lost_run < self.left_after:
+            return False
+        h, w = self._hw
+        margin = self.EDGE * max(h, w)
+        x0, y0, x1, y1 = (float(v) for v in self._last.bbox)
+        return x0 <= margin or y0 <= margin or x1 >= w - 1 - margin or y1 >= h - 1 - margin
 
     def matches(self, detections: list[Detection]) -> Detection | None:
         """The detection `update` would keep as the person followed, without updating anything; None when
@@ -106,15 +125,20 @@ class PersonTracker:
         box = self.following
         if box is not None and self.matches(found) is None and hasattr(detector, "detect_near"):
             found = [*found, *detector.detect_near(image, box)]
-        return self.update(found)
+        return self.update(found, frame_hw=image.shape[:2])
 
-    def update(self, detections: list[Detection]) -> Detection | None:
-        """The tracked person in this frame, or None (the frame is added to ``lost_frames``)."""
+    def update(
+        self, detections: list[Detection], *, frame_hw: tuple[int, int] | None = None
+    ) -> Detection | None:
+        """The tracked person in this frame, or None (the frame is added to ``lost_frames``). `frame_hw`:
+        the frame's size (H, W), for `left_after`."""
         self.frame += 1
+        if frame_hw is not None:
+            self._hw = (int(frame_hw[0]), int(frame_hw[1]))
         chosen = None
         self.switched = False
         if detections:
-            if self._last is None or self._lost_run >= self.reacquire_after:
+            if self._last is None or self._given_up():
                 chosen = self._initial(detections)
                 again = self._last is None or chosen is None or self._match([chosen]) is not None
                 self.switched = not again
