@@ -481,3 +481,18 @@ def test_the_person_followed_is_looked_for_near_their_last_place_when_the_detect
         np.testing.assert_array_equal(kps, me)
     assert len(detector.near) == 2 and keypoints.stats.frames_without_person == 0
     assert detector.near[0][2] < 100  # asked around the left person's box
+
+
+def test_summary_counts_frames_without_a_person_and_person_changes():
+    from fewshotv2v.pipeline import SynthesisResult
+
+    base = dict(output="out.mp4", frames=10, seconds=2.0, fps=5.0, video_fps=25.0)
+    clean = SynthesisResult(**base, frames_without_person=0, frames_held=0, frames_empty=0).summary()
+    assert clean == "10 frames in 2.0 s (5.00 frames/s) -> out.mp4"
+    once = SynthesisResult(**base, frames_without_person=4, frames_held=1, frames_empty=3, person_changes=1)
+    assert once.summary().endswith(
+        "; 4 frames without a person (1 held, 3 empty); the driving person was lost and someone else "
+        "followed once"
+    )
+    twice = SynthesisResult(**base, frames_without_person=0, frames_held=0, frames_empty=0, person_changes=2)
+    assert twice.summary().endswith("someone else followed 2 times")
