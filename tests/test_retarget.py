@@ -186,3 +186,31 @@ def test_driving_box_maps_the_driving_frame_onto_the_output_canvas():
     mapped = transform_keypoints(drive, box, (64, 32))  # the uniform map: scale k about the neck
     np.testing.assert_allclose(mapped[1, :2], out[1, :2], atol=1e-3)
     np.testing.assert_allclose(box[2] - box[0], 32 / rt.k, rtol=1e-5)
+
+
+def test_facing_tells_front_from_back_and_a_back_view_is_retargeted_like_the_front():
+    """A walker seen from behind has their right shoulder on the image's right: the retargeter exchanges
+    the driver's left and right (body and hands), so the limb on the image's right drives the reference's
+    limb there. Without it the torso's similarity turned 180 degrees. In profile the decision holds."""
+    from fewshotv2v.semantics import keypoints as kp
+    from fewshotv2v.semantics.retarget import facing
+
+    ref = _person()
+    front = _person(scale=50, offset=(300, 200), arm=1.3)
+    front[FACE, 2] = 0  # seen from behind there is no face; the same front, for the comparison
+    back = front[kp.side_swap(face=False)]  # the same points, labels of a body seen from behind
+    assert facing(ref) > 0.9 and facing(back) < -0.9
+    profile = back.copy()
+    neck_x = back[kp.NECK, 0]
+    profile[[kp.R_SHOULDER, kp.L_SHOULDER], 0] = neck_x + 3.0, neck_x - 3.0  # one behind the other
+    assert abs(facing(profile)) < 0.3
+
+    expected = PoseRetargeter(ref)(front)
+    rt = PoseRetargeter(ref)
+    np.testing.assert_allclose(rt(back), expected, atol=1e-4)
+    assert rt.swapped
+    rt(profile)
+    assert rt.swapped  # in profile: the last decision
+    same_way = PoseRetargeter(ref)
+    same_way(front)
+    assert not same_way.swapped

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fewshotv2v.semantics import keypoints as kp
+
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -67,40 +69,7 @@ class ColorJitter:
         return np.clip(x, 0.0, 255.0)
 
 
-def _flip_permutation() -> np.ndarray:
-    """Index map of the canonical 137 points under a horizontal mirror (person's left <-> right)."""
-    perm = np.arange(137)
-
-    def swap(a: int, b: int) -> None:
-        perm[a], perm[b] = b, a
-
-    for a, b in (
-        (2, 5),
-        (3, 6),
-        (4, 7),
-        (9, 12),
-        (10, 13),
-        (11, 14),
-        (15, 16),
-        (17, 18),
-        (19, 22),
-        (20, 23),
-        (21, 24),
-    ):
-        swap(a, b)
-    face_pairs = [(i, 16 - i) for i in range(8)]  # jaw
-    face_pairs += [(17 + i, 26 - i) for i in range(5)]  # brows
-    face_pairs += [(31, 35), (32, 34)]  # nose bottom
-    face_pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
-    face_pairs += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]  # outer lips
-    face_pairs += [(60, 64), (61, 63), (65, 67), (68, 69)]  # inner lips, pupils
-    for a, b in face_pairs:
-        swap(25 + a, 25 + b)
-    perm[95:116], perm[116:137] = np.arange(116, 137), np.arange(95, 116)  # hands
-    return perm
-
-
-FLIP_PERMUTATION = _flip_permutation()
+FLIP_PERMUTATION = kp.side_swap()  # a horizontal mirror: every left point <-> its right one
 
 
 def flip_keypoints(kps: np.ndarray, width: int) -> np.ndarray:

@@ -15,8 +15,6 @@ Everything is float32, vectorised over batch, points, parts and pixels, and runs
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -38,13 +36,13 @@ _ARM_FRONT = 3.0
 # moved away: a lunging footballer driven by a walker left his shorts and leg behind.
 _UNEXPLAINED_SLACK = 0.1
 _UNEXPLAINED_EDGE = 0.02
-# A head turns little against the torso in a 2D similarity: a fit that scales it by more than this
-# factor, or turns it by more than _HEAD_TURN degrees, comes from points that disagree (a walker seen from
-# behind, whose eyes and ears mediapipe places mirrored: the footballer's head was magnified 3x into a
-# smear), and the head then takes the torso's scale and rotation, its nose on the reference's nose.
+# A head keeps its size against the torso's: a fit that scales it by more than this factor against the
+# torso's comes from points that disagree (a walker seen from behind, whose eyes and ears mediapipe
+# places mirrored: least squares shrank the footballer's head to a third, magnified 3x into a smear), and
+# the head then takes the torso's scale and rotation, its nose on the reference's nose. Its turn is no
+# test: the torso's own fit turns 180 degrees for a back view of a half-body photo (shoulders swapped,
+# no hips), and a head turned against it is then the upright one (the astronaut's head went upside down).
 _HEAD_SCALE = 1.6
-_HEAD_TURN = 60.0
-_COS_HEAD_TURN = math.cos(math.radians(_HEAD_TURN))
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -425,12 +423,11 @@ def _plausible_head(a: Tensor, t: Tensor, drive_xy: Tensor, ref_xy: Tensor, both
     against the torso's (see `_HEAD_SCALE`): then the torso's `a`, and `t` putting the target's nose on the
     reference's (the torso's own `t` where a nose is missing)."""
     head, torso = a[:, parts.HEAD_PART], a[:, 0]  # (B, 2) each
-    # head relative to torso: a_head * conj(a_torso) / |a_torso|^2 (complex)
+    # head relative to torso: a_head * conj(a_torso) / |a_torso|^2 (complex); its norm is the scale ratio
     conj = torso * torch.tensor([1.0, -1.0], device=a.device)
     rel = _rotate(head, conj) / torso.square().sum(-1, keepdim=True).clamp(min=1e-12)
-    ratio = rel.norm(dim=-1).clamp(min=1e-6)
-    turn = rel[:, 0] / ratio  # cos of the relative angle
-    plausible = (ratio < _HEAD_SCALE) & (ratio > 1 / _HEAD_SCALE) & (turn > _COS_HEAD_TURN)
+    ratio = rel.norm(dim=-1)
+    plausible = (ratio < _HEAD_SCALE) & (ratio > 1 / _HEAD_SCALE)
     nose = both[:, kp.NOSE] > 0
     to_nose = ref_xy[:, kp.NOSE] - _rotate(torso, drive_xy[:, kp.NOSE])
     fallback_t = torch.where(nose[:, None], to_nose, t[:, 0])

@@ -73,6 +73,32 @@ HEAD_POINTS = (NOSE, R_EYE, L_EYE, R_EAR, L_EAR)
 FEET_POINTS = (R_ANKLE, L_ANKLE, L_BIG_TOE, L_SMALL_TOE, L_HEEL, R_BIG_TOE, R_SMALL_TOE, R_HEEL)
 
 
+# The person's left <-> right: BODY_25 pairs (shoulders, elbows, wrists, hips, knees, ankles, eyes, ears,
+# toes, heels) and the face's mirror pairs (iBUG 68 + pupils, face-local indices).
+BODY_SIDE_PAIRS = ((2, 5), (3, 6), (4, 7), (9, 12), (10, 13), (11, 14), (15, 16), (17, 18), (19, 22),
+                   (20, 23), (21, 24))  # fmt: skip
+FACE_SIDE_PAIRS = (
+    [(i, 16 - i) for i in range(8)]  # jaw
+    + [(17 + i, 26 - i) for i in range(5)]  # brows
+    + [(31, 35), (32, 34)]  # nose bottom
+    + [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
+    + [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]  # outer lips
+    + [(60, 64), (61, 63), (65, 67), (68, 69)]  # inner lips, pupils
+)
+
+
+def side_swap(*, face: bool = True) -> np.ndarray:
+    """(137,) index map that exchanges the person's left and right points: body pairs and the two hands,
+    and with `face` the face's mirror pairs (a horizontal flip of the image needs them; a person who
+    turned their back does not: the face points, if any, stay in image order)."""
+    perm = np.arange(NUM_KEYPOINTS)
+    pairs = list(BODY_SIDE_PAIRS) + ([(25 + a, 25 + b) for a, b in FACE_SIDE_PAIRS] if face else [])
+    for a, b in pairs:
+        perm[a], perm[b] = b, a
+    perm[LEFT_HAND], perm[RIGHT_HAND] = np.arange(116, 137), np.arange(95, 116)
+    return perm
+
+
 def empty(num_people: int | None = None) -> np.ndarray:
     """All-missing keypoints: ``(137, 3)`` or ``(P, 137, 3)`` zeros."""
     shape = (NUM_KEYPOINTS, 3) if num_people is None else (num_people, NUM_KEYPOINTS, 3)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fewshotv2v.semantics import keypoints as kp
 from fewshotv2v.semantics.keypoints import (
     BODY,
     BODY_LIMBS,
@@ -86,6 +87,34 @@ FACE_PARTS: dict[str, list[int]] = {
 MIN_CONF = 0.05  # keypoints below this confidence count as missing
 _SCALE_LIMITS = (0.25, 4.0)  # a frame's global scale is clamped: a detector glitch must not explode it
 _PART_LIMITS = (0.5, 2.0)  # per-part face corrections stay moderate (closed eyes on frame 0, ...)
+# A driver facing the other way from the reference (a walker seen from behind, a front-facing photo): the
+# driver's left and right are exchanged before retargeting (body and hands; face points stay in image
+# order), so the limb on the image's right drives the reference's limb on the image's right. Without it
+# the torso's similarity turned 180 degrees and drew the astronaut's suit upside down with a second head.
+# Decided where the shoulders show it clearly (|facing| above this), kept in between (a side view).
+FACING_MIN = 0.3
+_SHOULDER_WIDTH = 0.6  # of the neck -> mid-hip length (the synthetic people's proportions: 1.6 / 2.8)
+_SIDE_SWAP = kp.side_swap(face=False)
+
+
+def facing(kps: np.ndarray, min_conf: float = MIN_CONF) -> float | None:
+    """Which way a body faces, from `(137, 3)` keypoints, in [-1, 1]: the shoulder line (right -> left
+    shoulder) across the body's down direction (neck -> mid-hip, else the image's down), as a fraction of
+    the usual shoulder width (0.6 of the neck -> mid-hip length; without hips, of the line's own length).
+    About +1 for a person facing the camera (their right shoulder on the image's left), -1 seen from
+    behind, near 0 in profile. None without both shoulders."""
+    ok = _valid(kps[BODY], min_conf)
+    if not (ok[R_SHOULDER] and ok[L_SHOULDER]):
+        return None
+    across = kps[L_SHOULDER, :2] - kps[R_SHOULDER, :2]
+    down, width = np.array([0.0, 1.0]), float(np.linalg.norm(across))
+    if ok[NECK] and ok[kp.MID_HIP]:
+        d = kps[kp.MID_HIP, :2] - kps[NECK, :2]
+        if np.linalg.norm(d) > 1e-6:
+            down, width = d / np.linalg.norm(d), _SHOULDER_WIDTH * float(np.linalg.norm(d))
+    if width < 1e-6:
+        return None
+    return float(np.clip((across[0] * down[1] - across[1] * down[0]) / width, -1.0, 1.0))  # 2D cross
 
 
 def _valid(kps: np.ndarray, min_conf: float = MIN_CONF) -> np.ndarray:
@@ -143,6 +172,7 @@ class PoseRetargeter:
         face = ref_kps[FACE]
         face_ok = _valid(face, min_conf)
         self.ref_face_size = _spread(face[face_ok, :2]) if face_ok.sum() >= 3 else None
+        self.ref_facing = facing(ref_kps, min_conf)
         self.reset()
 
     def reset(self) -> None:
@@ -153,6 +183,7 @@ class PoseRetargeter:
         self.face_k = 1.0
         self._scale = 1.0  # last global scale s_t (held when a frame has no common bone)
         self._last_map: tuple[np.ndarray, np.ndarray] | None = None  # (driving root, output root)
+        self.swapped = False  # the driver faces the other way: their left and right are exchanged
 
     # -- frame 0 ---------------------------------------------------------------------------------------
     def _fit(self, body: np.ndarray, face: np.ndarray) -> None:
@@ -213,6 +244,7 @@ class PoseRetargeter:
     def __call__(self, drive_kps: np.ndarray) -> np.ndarray:
         """`(137, 3)` driving keypoints (driving-frame pixels) -> `(137, 3)` in reference-crop pixels."""
         drive_kps = np.asarray(drive_kps, dtype=np.float32)
+        drive_kps = self._facing_the_reference(drive_kps)
         body, face = drive_kps[BODY], drive_kps[FACE]
         root = _root(body, self.min_conf)
         out = np.zeros_like(drive_kps)
@@ -248,6 +280,15 @@ class PoseRetargeter:
             out[part, :2] = np.where(pok[:, None], moved, 0.0)
             out[part, 2] = np.where(pok, pts[:, 2], 0.0)
         return out
+
+    def _facing_the_reference(self, drive_kps: np.ndarray) -> np.ndarray:
+        """`drive_kps` with left and right exchanged while the driver faces the other way from the
+        reference (`FACING_MIN`; in profile the last decision holds)."""
+        now = facing(drive_kps, self.min_conf)
+        clear = now is not None and abs(now) >= FACING_MIN
+        if clear and self.ref_facing is not None and abs(self.ref_facing) >= FACING_MIN:
+            self.swapped = (now > 0) != (self.ref_facing > 0)
+        return drive_kps[_SIDE_SWAP] if self.swapped else drive_kps
 
     def driving_box(self, out_hw: tuple[int, int]) -> np.ndarray | None:
         """The box `(x0, y0, x1, y1)` (edge coordinates of the driving frame) that the uniform map of the
