@@ -21,8 +21,8 @@ Pose (`PoseRetargeter`):
    sizes, when the reference shows a face);
 5. joints the tree walk cannot reach (a missing parent) and bones the reference lacks (a half-body photo)
    fall back to the uniform map `neck_out + (p - neck_drive) * k`.
-0. first, a driver facing the other way from the reference (`facing`, `FACING_MIN`) has left and right
-   exchanged (body and hands).
+Before all this, a driver facing the other way from the reference (`facing`, `FACING_MIN`) has left and
+right exchanged (body and hands).
 
 Face (`FaceRetargeter`): a global map of the first driving face's centre / size onto the reference's, then
 part by part (jaw, brows, nose, eyes, lips) each part's centre and per-axis spread are corrected to the
