@@ -45,6 +45,7 @@ def _worker(rank: int, world: int, port: int, data: str, run_dir: str, out_dir: 
          "d": trainer.discriminators.state_dict(), "seen": seen},
         os.path.join(out_dir, f"rank{rank}.pt"),
     )  # fmt: skip
+    distributed.barrier(info)  # both done before the group goes (as `training.run` does)
     distributed.cleanup()
 
 

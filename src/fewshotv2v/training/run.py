@@ -198,6 +198,10 @@ def run_training(
         )  # fmt: skip
         if on_ready is not None and info.is_main:
             on_ready(trainer)
-        return trainer.fit(on_step=on_step if info.is_main else None)
+        result = trainer.fit(on_step=on_step if info.is_main else None)
+        # Every rank done (rank 0 has written the last checkpoint) before the group is torn down: a rank
+        # that destroyed it while the other still used it aborted (SIGABRT, about 1 torchrun run in 25).
+        distributed.barrier(info)
+        return result
     finally:
         distributed.cleanup()
