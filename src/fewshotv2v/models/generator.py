@@ -31,7 +31,6 @@ from torch import nn
 from fewshotv2v.config import ModelConfig
 from fewshotv2v.errors import InputError
 from fewshotv2v.models import composite as C
-from fewshotv2v.models.body_parts import head_top
 from fewshotv2v.models.flow import FlowNetwork, warp
 from fewshotv2v.models.layers import ConvBlock, SPADEResBlock, batched_conv2d, lrelu, upsample2
 from fewshotv2v.models.prior import closest_reference
@@ -94,7 +93,7 @@ def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None, ref_
     reference brought into the target crop (T^-1), so "no motion" means "the background stays", then
     composed with T: flow(p) = T(p + f(p)) - p.
     """
-    from fewshotv2v.models.prior import prior_flow
+    from fewshotv2v.models.prior import prior_flow, reference_crown
 
     kw = {"border": FACE_BORDER} if config.mode == "face" else {}
     if transform is None:
@@ -110,9 +109,7 @@ def keypoint_prior(config: ModelConfig, ref_kps, drive_kps, transform=None, ref_
         kw["ref_mask"] = warp(ref_mask.float(), camera)
         kw["ref_explained"] = warp(explained.float(), camera) if explained is not None else None
         if config.mode == "pose":  # the head's top, measured where the whole reference is: its own crop
-            xy = torch.where(ref_kps[..., 2:] >= 0.05, ref_kps[..., :2].float(), 0.0)
-            top = head_top(xy, ref_kps[..., 2] >= 0.05, ref_mask.float())  # (B, 2)
-            kw["ref_crown"] = (top - c[:, 0]) / a[:, 0]
+            kw["ref_crown"] = (reference_crown(ref_kps, ref_mask) - c[:, 0]) / a[:, 0]
     f, coverage = prior_flow(config.mode, ref_in_target, drive_kps, config.size, **kw)  # (B, 2|1, H, W)
     return camera + a[..., None] * f, loosen(coverage)
 

@@ -412,10 +412,24 @@ def pose_prior_flow(
     return flow, coverage
 
 
+def reference_crown(ref_kps, ref_mask, threshold: float = 0.05) -> Tensor:
+    """(B, 2): the head's top of references `ref_kps (B, 137, 3)` measured in their person masks
+    `ref_mask (B, 1, H, W)` (`body_parts.head_top`), in their own pixels: for a caller that computes the
+    prior in another frame, where the reference may lie outside (`models.generator.keypoint_prior`)."""
+    xy, ok = _split(_as_batch(ref_kps, "ref_kps"), threshold)
+    mask = torch.as_tensor(ref_mask)
+    return parts.head_top(xy, ok, _as_mask(mask, xy.shape[0], tuple(mask.shape[-2:]), xy.device))
+
+
+def _inverse_of(a: Tensor, z: Tensor) -> Tensor:
+    """z / a for (..., 2) complex-form tensors (the inverse scale + rotation of `a` applied to `z`)."""
+    conj = a * torch.tensor([1.0, -1.0], device=a.device)
+    return _rotate(conj, z) / a.square().sum(-1, keepdim=True).clamp(min=1e-12)
+
+
 def _inverse(a: Tensor, t: Tensor, q: Tensor) -> Tensor:
     """p with a * p + t = q, for (B, 2) complex-form `a`, `t`, `q`."""
-    conj = a * torch.tensor([1.0, -1.0], device=a.device)
-    return _rotate(conj, q - t) / a.square().sum(-1, keepdim=True).clamp(min=1e-12)
+    return _inverse_of(a, q - t)
 
 
 def _plausible_head(a: Tensor, t: Tensor, drive_xy: Tensor, ref_xy: Tensor, both: Tensor):
@@ -423,10 +437,7 @@ def _plausible_head(a: Tensor, t: Tensor, drive_xy: Tensor, ref_xy: Tensor, both
     against the torso's (see `_HEAD_SCALE`): then the torso's `a`, and `t` putting the target's nose on the
     reference's (the torso's own `t` where a nose is missing)."""
     head, torso = a[:, parts.HEAD_PART], a[:, 0]  # (B, 2) each
-    # head relative to torso: a_head * conj(a_torso) / |a_torso|^2 (complex); its norm is the scale ratio
-    conj = torso * torch.tensor([1.0, -1.0], device=a.device)
-    rel = _rotate(head, conj) / torso.square().sum(-1, keepdim=True).clamp(min=1e-12)
-    ratio = rel.norm(dim=-1)
+    ratio = _inverse_of(torso, head).norm(dim=-1)  # the head's scale against the torso's
     plausible = (ratio < _HEAD_SCALE) & (ratio > 1 / _HEAD_SCALE)
     nose = both[:, kp.NOSE] > 0
     to_nose = ref_xy[:, kp.NOSE] - _rotate(torso, drive_xy[:, kp.NOSE])

@@ -140,8 +140,9 @@ class PersonTracker:
         if detections:
             if self._last is None or self._given_up():
                 chosen = self._initial(detections)
-                again = self._last is None or chosen is None or self._match([chosen]) is not None
-                self.switched = not again
+                # someone else: not the person lost, where they were last seen
+                lost = self._last
+                self.switched = lost is not None and chosen is not None and self._match([chosen]) is None
             else:
                 chosen = self._match(detections)
         if chosen is None:
