@@ -624,3 +624,24 @@ def test_a_producer_process_never_imports_torch(one_thread):
     plan = pipe._input_plan()
     assert type(plan.frames).__name__ == "Placement"
     assert list(prefetch_process(child_jobs.loaded_modules, (plan,))) == [False]
+
+
+def test_the_crown_is_measured_in_the_references_own_crop_when_it_lies_outside_the_targets():
+    """The generator's prior runs in the target's crop, where a reference that stood elsewhere is out of
+    view: the head's top is measured in the reference's own crop (`prior.reference_crown`). A tall bun
+    then still moves with the head; measured in the target's crop it would be missed."""
+    import dataclasses
+
+    cfg = dataclasses.replace(ModelConfig.preset("pose-lite"), height=256, width=128)
+    _, kps, mask = render_person(make_identity(3), Pose(), cfg.size)
+    ref = torch.from_numpy(kps)[None]
+    nose, neck = ref[0, 0, :2], ref[0, 1, :2]
+    length = float((nose - neck).norm())
+    ys, xs = torch.meshgrid(torch.arange(256.0), torch.arange(128.0), indexing="ij")
+    bun = ((xs - nose[0]).abs() < 0.5 * length) & (ys < nose[1]) & (ys > nose[1] - 2.5 * length)
+    plain = torch.from_numpy(mask)[None, None].float()
+    tall = torch.maximum(plain, bun.float()[None, None])
+    transform = torch.tensor([[1.0, 100.0, 0.0]])  # target-crop p is reference-crop p + 100 px: out of view
+    x, y = int(round(float(nose[0]))), int(round(float(nose[1]) - 2.2 * length))  # the bun, in the target
+    covered = [float(keypoint_prior(cfg, ref, ref, transform, m, None)[1][0, 0, y, x]) for m in (plain, tall)]
+    assert covered[0] < 0.5 < 0.85 < covered[1]
