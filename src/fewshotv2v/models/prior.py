@@ -338,7 +338,7 @@ def pose_prior_flow(
     default measured in ``ref_mask`` (`body_parts.head_top`: hair far above a bent head's nose), else
     the nose + CROWN_RISE x the neck -> nose bone; the target's crown is where the head's similarity
     takes it. A caller whose reference lies outside the frame the prior is computed in measures it in
-    the reference's own crop (`models.generator.keypoint_prior`).
+    the reference's own crop (`reference_crown`, as `models.generator.keypoint_prior` does).
     """
     ref = _as_batch(ref_kps, "ref_kps")
     drive = _as_batch(drive_kps, "drive_kps").to(ref.device)
