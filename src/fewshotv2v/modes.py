@@ -43,6 +43,10 @@ class Mode:
     quality_threshold: float = 0.0  # a point of that part counts when its confidence is >= this
     quality_min_points: int = 0  # a detection is usable with at least this many such points
     framing: str | None = None  # data.synthetic framing ("body" / "face"), None: no synthetic data
+    # One-Euro smoothing of the driving keypoints (`semantics.smoothing.OneEuroFilter`): (min_cutoff Hz,
+    # beta per subject size per second). Measured in docs/semantics.md: face landmarks move fast for the
+    # face's size (lips, blinks, head turns) and mediapipe's are steady, so they are barely smoothed.
+    smoothing: tuple[float, float] = (1.0, 5.0)
 
     def crop_box(self, kps, hw: tuple[int, int], *, aspect: float = 0.5, clamp: bool = True):
         """Crop box `(4,)` float32 x0, y0, x1, y1 in frame pixels for keypoints `kps (137, 3)`."""
@@ -104,6 +108,7 @@ MODES: dict[str, Mode] = {
         quality_threshold=0.1,
         quality_min_points=20,
         framing="face",
+        smoothing=(10.0, 64.0),
     ),
     "street": Mode(
         name="street",

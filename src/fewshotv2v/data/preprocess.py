@@ -244,7 +244,7 @@ def process_source(
     total = info.num_frames if fps is None or not info.duration else round(info.duration * fps)
     reader = VideoReader(source.path, max_size=max_size, fps=fps)
     tracker = PersonTracker(person)
-    smoother = OneEuroFilter(fps=out_fps)
+    smoother = OneEuroFilter.for_mode(mode, fps=out_fps)
     splitter = _ClipSplitter(writer, source, out_fps, min_gap)
     last_person_t: float | None = None
     missing = 0

@@ -173,7 +173,7 @@ class DrivingKeypoints:
     ):
         self.detector, self.mode, self.hold_frames = detector, mode, hold_frames
         self.tracker = PersonTracker()
-        self.filter = OneEuroFilter(fps=fps, min_cutoff=1.0, beta=0.01) if smoothing else None
+        self.filter = OneEuroFilter.for_mode(mode, fps=fps) if smoothing else None
         self.stats = stats if stats is not None else DriveStats()
         self.give_up = max(1, round(NO_PERSON_SECONDS * fps))  # frames with nobody yet before failing
         self._last: tuple[np.ndarray, np.ndarray | None] | None = None

@@ -29,9 +29,12 @@ class OneEuroFilter:
     """One-Euro filter over canonical keypoints ``(N, 3)`` (usually ``(137, 3)``), coordinates in pixels.
 
     ``min_cutoff`` (Hz): cut-off at rest (lower = smoother, more lag); ``beta``: how fast the cut-off rises
-    with speed (pixels / s); ``d_cutoff``: cut-off of the speed estimate. Timestamps in seconds may be
-    passed to each call (variable frame rate); otherwise frames are ``1 / fps`` apart. Confidences pass
-    through unchanged.
+    with speed; ``d_cutoff``: cut-off of the speed estimate. ``relative`` (default): the speed is measured
+    in subject sizes per second (size = the diagonal of the frame's valid points' box), so the same motion
+    is smoothed the same in a 176 x 144 video and a 4K one; ``relative=False``: in pixels per second (with
+    0.1's pixel beta of 0.01 a small video lagged several frames behind the face). Timestamps in seconds
+    may be passed to each call (variable frame rate); otherwise frames are ``1 / fps`` apart. Confidences
+    pass through unchanged. `for_mode` gives a mode's measured settings.
     """
 
     def __init__(
@@ -39,15 +42,24 @@ class OneEuroFilter:
         *,
         fps: float = 30.0,
         min_cutoff: float = 1.0,
-        beta: float = 0.01,
+        beta: float = 5.0,
         d_cutoff: float = 1.0,
         threshold: float = 0.0,
+        relative: bool = True,
     ) -> None:
         if fps <= 0 or min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
             raise ConfigError("One-Euro filter needs fps, min_cutoff, d_cutoff > 0 and beta >= 0")
         self.fps, self.min_cutoff, self.beta, self.d_cutoff = fps, min_cutoff, beta, d_cutoff
-        self.threshold = threshold
+        self.threshold, self.relative = threshold, relative
         self.reset()
+
+    @classmethod
+    def for_mode(cls, mode: str, *, fps: float = 30.0) -> OneEuroFilter:
+        """The filter with `mode`'s settings (`modes.Mode.smoothing`)."""
+        from fewshotv2v.modes import get_mode
+
+        min_cutoff, beta = get_mode(mode).smoothing
+        return cls(fps=fps, min_cutoff=min_cutoff, beta=beta)
 
     def reset(self) -> None:
         """Forget the history (e.g. at a shot cut or when the tracked person changes)."""
@@ -55,6 +67,7 @@ class OneEuroFilter:
         self._dx: np.ndarray | None = None  # (N, 2) last filtered speeds, px / s
         self._alive: np.ndarray | None = None  # (N,) point was valid in the previous call
         self._t: float | None = None
+        self._size = 1.0  # last subject size (px): a frame with fewer than two valid points keeps it
 
     def __call__(self, kps: np.ndarray, t: float | None = None) -> np.ndarray:
         """Filter one frame; returns a new ``(N, 3)`` float32 array."""
@@ -73,7 +86,9 @@ class OneEuroFilter:
         if cont.any():
             dx = (x[cont] - self._x[cont]) / dt
             dx_hat = self._dx[cont] + _alpha(dt, self.d_cutoff) * (dx - self._dx[cont])
-            speed = np.linalg.norm(dx_hat, axis=1, keepdims=True)  # (n, 1)
+            speed = np.linalg.norm(dx_hat, axis=1, keepdims=True)  # (n, 1) px / s
+            if self.relative:
+                speed = speed / self._subject_size(x[ok])  # subject sizes / s
             a = _alpha(dt, self.min_cutoff + self.beta * speed)
             x_hat = self._x[cont] + a * (x[cont] - self._x[cont])
             out[cont, :2] = x_hat
@@ -83,6 +98,15 @@ class OneEuroFilter:
         self._alive = ok.copy()
         self._t = t
         return out
+
+
+    def _subject_size(self, points: np.ndarray) -> float:
+        """Diagonal (px) of the box of this frame's valid points `(n, 2)`; the last one when degenerate."""
+        if len(points) >= 2:
+            size = float(np.hypot(*(points.max(axis=0) - points.min(axis=0))))
+            if size >= 1.0:
+                self._size = size
+        return self._size
 
 
 class MedianFilter:
