@@ -197,16 +197,21 @@ def sharpness(video: list[np.ndarray], masks: list) -> float:
     return float(np.mean(values))
 
 
-def face_region(kps: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """(H, W) bool: the face itself, inside the jaw line and the brows (iBUG 0..16, then 26..17)."""
+FACE_OUTLINE = [*range(17), *range(26, 16, -1)]  # iBUG jaw line 0..16, then the brows 26..17
+MOUTH_OUTLINE = list(range(48, 60))  # iBUG outer lip line
+
+
+def face_region(kps: np.ndarray, hw: tuple[int, int], outline: list[int] = FACE_OUTLINE) -> np.ndarray:
+    """(H, W) bool: inside the polygon of the face landmarks `outline` (iBUG indices; default the face
+    itself, inside the jaw line and the brows; `MOUTH_OUTLINE`: the lips and what they open on)."""
     from PIL import Image, ImageDraw
 
     from fewshotv2v.semantics import keypoints as kp
 
     face = kp.face_points(kps)[:68]
-    outline = [tuple(map(float, face[i, :2] + 0.5)) for i in [*range(17), *range(26, 16, -1)]]
+    points = [tuple(map(float, face[i, :2] + 0.5)) for i in outline]
     image = Image.new("1", (hw[1], hw[0]), 0)
-    ImageDraw.Draw(image).polygon(outline, fill=1)
+    ImageDraw.Draw(image).polygon(points, fill=1)
     return np.asarray(image, bool)
 
 
@@ -215,9 +220,10 @@ def run_face_video(
 ) -> dict:
     """Self-reenactment of each real video: reference = frame 0, driven by the video's own landmarks
     (mediapipe per frame), PSNR against the true frames in the face (`face_region`: inside the jaw line
-    and the brows) and in the face crop box (`face_crop_box`: face, hair and the background around them,
-    which in a hand-held video moves with the camera), both taken from the true frame; beside the static
-    first frame repeated."""
+    and the brows), in the mouth (inside the outer lips: where a closed reference mouth has no teeth to
+    warp) and in the face crop box (`face_crop_box`: face, hair and the background around them, which
+    in a hand-held video moves with the camera), all taken from the true frame; beside the static first
+    frame repeated."""
     from fewshotv2v.semantics.backends import get_backend
     from fewshotv2v.semantics.crops import face_crop_box
     from fewshotv2v.video import read_frames, write_image
@@ -230,12 +236,13 @@ def run_face_video(
             kps = landmarks(detector, clip)
         hw = clip[0].shape[:2]
         scored = [i for i in range(1, len(clip)) if kps[i] is not None]
-        regions = {"face": [None] * len(clip), "box": [None] * len(clip)}
+        regions = {"face": [None] * len(clip), "box": [None] * len(clip), "mouth": [None] * len(clip)}
         for i in scored:
             box = np.zeros(hw, bool)
             x0, y0, x1, y1 = (int(round(float(v))) for v in face_crop_box(kps[i], hw))
             box[max(y0, 0) : y1, max(x0, 0) : x1] = True
             regions["face"][i], regions["box"][i] = face_region(kps[i], hw), box
+            regions["mouth"][i] = face_region(kps[i], hw, MOUTH_OUTLINE)
 
         row = {"frames": len(clip), "scored": len(scored), "size": list(hw)}
         row["static"] = {k: masked_psnr([clip[0]] * len(clip), clip, m) for k, m in regions.items()}
