@@ -43,4 +43,5 @@ def test_a_real_talking_head_reenacts_itself_well_above_the_static_first_frame(o
     faces = [None] + [bench.face_region(k, clip[0].shape[:2]) if k is not None else None for k in kps[1:]]
     static = bench.masked_psnr([clip[0]] * len(clip), clip, faces)
     reenacted = bench.masked_psnr(synth, clip, faces)
-    assert reenacted > static + 4.0, (static, reenacted)  # measured: 18.6 -> 24.0 dB on these 48 frames
+    # measured: 18.6 -> 27.4 dB on these 48 frames (24.0 while the driving landmarks lagged the video)
+    assert reenacted > static + 7.5, (static, reenacted)
