@@ -44,7 +44,7 @@ class Mode:
     quality_min_points: int = 0  # a detection is usable with at least this many such points
     framing: str | None = None  # data.synthetic framing ("body" / "face"), None: no synthetic data
     # One-Euro smoothing of the driving keypoints (`semantics.smoothing.OneEuroFilter`): (min_cutoff Hz,
-    # beta per subject size per second). Measured in docs/semantics.md: face landmarks move fast for the
+    # beta per subject size per second), measured in docs/real-photos.md: face landmarks move fast for the
     # face's size (lips, blinks, head turns) and mediapipe's are steady, so they are barely smoothed.
     smoothing: tuple[float, float] = (1.0, 5.0)
 

@@ -16,6 +16,7 @@ from collections import deque
 import numpy as np
 
 from fewshotv2v.errors import ConfigError
+from fewshotv2v.modes import get_mode
 from fewshotv2v.semantics.keypoints import valid_mask
 
 
@@ -56,8 +57,6 @@ class OneEuroFilter:
     @classmethod
     def for_mode(cls, mode: str, *, fps: float = 30.0) -> OneEuroFilter:
         """The filter with `mode`'s settings (`modes.Mode.smoothing`)."""
-        from fewshotv2v.modes import get_mode
-
         min_cutoff, beta = get_mode(mode).smoothing
         return cls(fps=fps, min_cutoff=min_cutoff, beta=beta)
 
@@ -98,7 +97,6 @@ class OneEuroFilter:
         self._alive = ok.copy()
         self._t = t
         return out
-
 
     def _subject_size(self, points: np.ndarray) -> float:
         """Diagonal (px) of the box of this frame's valid points `(n, 2)`; the last one when degenerate."""
