@@ -496,3 +496,38 @@ def test_summary_counts_frames_without_a_person_and_person_changes():
     )
     twice = SynthesisResult(**base, frames_without_person=0, frames_held=0, frames_empty=0, person_changes=2)
     assert twice.summary().endswith("someone else followed 2 times")
+    jumps = SynthesisResult(**base, frames_without_person=0, frames_held=0, frames_empty=0, jumps_ignored=3)
+    assert jumps.summary().endswith(
+        "; 3 detections ignored as glitches (the person's height jumped), the last keypoints kept"
+    )
+
+
+def test_a_detection_whose_height_jumps_is_held_over_as_a_glitch():
+    """vtest.avi frame 60: mediapipe folded a walker to 80 % of their height for one frame and the
+    retargeted body leapt off the top of the canvas. Such a jump is held over (the last keypoints kept,
+    counted), for at most JUMP_HOLD frames: a change that lasts is the person's (a crouch)."""
+    from fewshotv2v.inference.driving import JUMP_HOLD, DrivingKeypoints
+    from fewshotv2v.semantics.keypoints import person_height
+
+    me = person_keypoints((160, 80))
+    squashed = me.copy()
+    feet = squashed[:, 1].max()
+    squashed[:, 1] = feet - 0.75 * (feet - squashed[:, 1])  # folded to 3/4 of the height, feet in place
+    assert person_height(squashed) < 0.8 * person_height(me)
+    image = np.zeros((160, 80, 3), np.uint8)
+
+    keypoints = DrivingKeypoints(None, mode="pose", smoothing=False)
+    out = [keypoints(image, k, None)[0] for k in [me, squashed, me]]
+    np.testing.assert_array_equal(out[1], me)  # the glitch frame keeps the last keypoints
+    np.testing.assert_array_equal(out[2], me)
+    assert keypoints.stats.jumps_ignored == 1 and keypoints.stats.frames_without_person == 0
+
+    lasting = DrivingKeypoints(None, mode="pose", smoothing=False)
+    out = [lasting(image, k, None)[0] for k in [me] + [squashed] * (JUMP_HOLD + 2)]
+    assert all((o == me).all() for o in out[1 : 1 + JUMP_HOLD])
+    np.testing.assert_array_equal(out[1 + JUMP_HOLD], squashed)  # then it is taken as real
+    np.testing.assert_array_equal(out[-1], squashed)
+    assert lasting.stats.jumps_ignored == JUMP_HOLD
+
+    face = DrivingKeypoints(None, mode="face", smoothing=False)  # faces are not checked
+    np.testing.assert_array_equal([face(image, k, None)[0] for k in [me, squashed]][1], squashed)

@@ -47,6 +47,10 @@ class Mode:
     # beta per subject size per second), measured in docs/real-photos.md: face landmarks move fast for the
     # face's size (lips, blinks, head turns) and mediapipe's are steady, so they are barely smoothed.
     smoothing: tuple[float, float] = (1.0, 5.0)
+    # A driving detection whose person height differs from the last frame's by more than this factor is a
+    # detector glitch (a walker folded in half, legs read as arms) and is held over (`inference.driving`);
+    # 0 = no check. In vtest.avi 2.3 % of a tracked walker's frames jumped by more than 1.2.
+    height_jump: float = 0.0
 
     def crop_box(self, kps, hw: tuple[int, int], *, aspect: float = 0.5, clamp: bool = True):
         """Crop box `(4,)` float32 x0, y0, x1, y1 in frame pixels for keypoints `kps (137, 3)`."""
@@ -93,6 +97,7 @@ MODES: dict[str, Mode] = {
         quality_threshold=0.05,
         quality_min_points=4,
         framing="body",
+        height_jump=1.2,
     ),
     "face": Mode(
         name="face",

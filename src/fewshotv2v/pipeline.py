@@ -63,6 +63,7 @@ class SynthesisResult:
     frames_empty: int  # ... of which rendered as an empty label map
     finetune_steps: int = 0
     person_changes: int = 0  # times the driving person was lost and someone else followed
+    jumps_ignored: int = 0  # detections ignored because the person's height jumped (a detector glitch)
 
     def summary(self) -> str:
         """One line: frames, seconds, frames/s, output path, frames without a person."""
@@ -75,6 +76,11 @@ class SynthesisResult:
         if self.person_changes:
             times = "once" if self.person_changes == 1 else f"{self.person_changes} times"
             line += f"; the driving person was lost and someone else followed {times}"
+        if self.jumps_ignored:
+            line += (
+                f"; {self.jumps_ignored} detections ignored as glitches (the person's height jumped), "
+                "the last keypoints kept"
+            )
         return line
 
 
@@ -475,6 +481,7 @@ class Pipeline:
             stats.frames_without_person = item.counts.frames_without_person
             stats.frames_held, stats.frames_empty = item.counts.frames_held, item.counts.frames_empty
             stats.person_changes = item.counts.person_changes
+            stats.jumps_ignored = item.counts.jumps_ignored
             stats.frames += 1
             yield compose(item.image, label_to_image(label), result) if side_by_side else result
 
@@ -575,6 +582,7 @@ class Pipeline:
             frames_empty=s.frames_empty,
             finetune_steps=finetune,
             person_changes=s.person_changes,
+            jumps_ignored=s.jumps_ignored,
         )
 
 
