@@ -506,8 +506,9 @@ def test_a_detection_whose_height_jumps_is_held_over_as_a_glitch():
     """vtest.avi frame 60: mediapipe folded a walker to 80 % of their height for one frame and the
     retargeted body leapt off the top of the canvas. Such a jump is held over (the last keypoints kept,
     counted), for at most JUMP_HOLD frames: a change that lasts is the person's (a crouch)."""
-    from fewshotv2v.inference.driving import JUMP_HOLD, DrivingKeypoints
+    from fewshotv2v.inference.driving import DrivingKeypoints
     from fewshotv2v.semantics.keypoints import person_height
+    from fewshotv2v.semantics.tracking import JUMP_HOLD
 
     me = person_keypoints((160, 80))
     squashed = me.copy()

@@ -273,3 +273,23 @@ def test_mediapipe_start_up_lines_do_not_reach_stderr(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert run.stderr == "" and "clips written: 1" in run.stdout
+
+
+def test_a_detection_whose_height_jumps_is_stored_as_a_frame_without_the_person(tmp_path, fake):
+    """A detector glitch (the person found at 55 % of their height for one frame) is not stored as the
+    person's keypoints: training would pair that frame with a folded body. Its frame stays in the clip
+    as one without the person (`semantics.tracking.HeightJumpGuard`)."""
+
+    def frames():
+        for i in range(12):
+            img = np.full((H, W, 3), 10, np.uint8)
+            top = 24 if i == 6 else 8  # frame 6: 20 px tall instead of 36
+            img[top:44, 20:36] = 230
+            yield img
+
+    write_test_video(tmp_path / "j.mp4", frames(), fps=10)
+    summary = P.preprocess([tmp_path / "j.mp4"], tmp_path / "ds", mode="pose", backend=fake)
+    (clip,) = open_dataset(tmp_path / "ds").clips
+    assert clip.num_frames == 12 and clip.meta["frames_without_person"] == 1
+    assert (clip.keypoints[6, :, 2] == 0).all() and (clip.keypoints[[5, 7], :25, 2] > 0).all()
+    assert summary.frames_without_person == 1

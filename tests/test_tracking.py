@@ -111,3 +111,22 @@ def test_someone_who_walked_out_of_the_frame_is_replaced_sooner():
     tr = PersonTracker(reacquire_after=10, left_after=3)  # without the frame size: the long wait
     tr.update([person_at(20)])
     assert [tr.update([person_at(450, h=60)]) for _ in range(4)] == [None] * 4
+
+
+def test_height_jump_guard_ignores_a_glitch_for_at_most_hold_detections():
+    from fewshotv2v.semantics.keypoints import person_height
+    from fewshotv2v.semantics.tracking import HeightJumpGuard
+
+    def person(height: float) -> np.ndarray:
+        k = np.zeros((137, 3), np.float32)
+        k[:25, 0], k[:25, 1], k[:25, 2] = 50.0, np.linspace(100 - height, 100, 25), 1.0
+        return k
+
+    tall, short = person(80), person(60)
+    assert person_height(short) / person_height(tall) < 1 / 1.2
+    guard = HeightJumpGuard(1.2, hold=2)
+    assert [guard(k) for k in [tall, short, tall, person(85)]] == [False, True, False, False]
+    assert [guard(k) for k in [short, short, short, short]] == [True, True, False, False]  # it lasts: real
+    guard.reset()
+    assert guard(tall) is False  # after a reset the next one is taken at its height
+    assert [HeightJumpGuard(0.0)(k) for k in [tall, short]] == [False, False]  # 0: no check

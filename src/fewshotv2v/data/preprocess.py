@@ -236,7 +236,7 @@ def process_source(
 ) -> list[str]:
     """Detect, track, smooth and store one pose / face source; returns the clip names written."""
     from fewshotv2v.semantics.smoothing import OneEuroFilter
-    from fewshotv2v.semantics.tracking import PersonTracker
+    from fewshotv2v.semantics.tracking import HeightJumpGuard, PersonTracker
     from fewshotv2v.video import VideoReader, probe
 
     info = probe(source.path)
@@ -245,12 +245,17 @@ def process_source(
     reader = VideoReader(source.path, max_size=max_size, fps=fps)
     tracker = PersonTracker(person)
     smoother = OneEuroFilter.for_mode(mode, fps=out_fps)
+    jumps = HeightJumpGuard(MODES[mode].height_jump)  # a detector glitch is stored as a frame without them
     splitter = _ClipSplitter(writer, source, out_fps, min_gap)
     last_person_t: float | None = None
     missing = 0
     try:
         for frame in reader:
             det = tracker.track(backend, frame.image)
+            if tracker.switched:
+                jumps.reset()
+            if det is not None and jumps(det.keypoints):
+                det = None
             hw = frame.image.shape[:2]
             kps = box = None
             if det is not None:
@@ -260,6 +265,7 @@ def process_source(
                 missing += 1
                 if splitter.add_missing(frame.time, frame.image, last_person_t):
                     smoother.reset()
+                    jumps.reset()  # a new clip: the person is taken at their height
             else:
                 mask = det.mask if MODES[mode].has_person_mask else None
                 splitter.add(frame.time, frame.image, kps, box, mask=mask)

@@ -6,9 +6,9 @@
 - `DrivingKeypoints`: detection -> person tracking -> One-Euro smoothing, and the no-person policy:
   a frame without the person reuses the last good keypoints for up to `hold_frames` frames, after that an
   empty label map is rendered; both kinds are counted (`DriveStats`). A detection whose person height
-  jumped since the last frame (a glitch, `modes.Mode.height_jump`) is ignored the same way for up to
-  `JUMP_HOLD` frames. A video with nobody in its first `NO_PERSON_SECONDS` fails there (`NoPersonError`),
-  not after the whole video.
+  jumped since the last frame (a glitch: `modes.Mode.height_jump`, `semantics.tracking.HeightJumpGuard`)
+  keeps the last keypoints too, for up to `JUMP_HOLD` frames. A video with nobody in its first
+  `NO_PERSON_SECONDS` fails there (`NoPersonError`), not after the whole video.
 - `LabelMaker`: retargeting onto the reference (`semantics.retarget`) and the label map in the reference
   crop (pose: skeleton + person mask; face: edge map).
 """
@@ -27,15 +27,13 @@ from fewshotv2v.errors import InputError, NoPersonError
 from fewshotv2v.inference.references import quality, skeleton_mask
 from fewshotv2v.modes import get_mode
 from fewshotv2v.semantics.crops import crop_image
-from fewshotv2v.semantics.keypoints import person_height
 from fewshotv2v.semantics.label_maps import build_label_map
 from fewshotv2v.semantics.retarget import PoseRetargeter, make_retargeter
 from fewshotv2v.semantics.smoothing import OneEuroFilter
-from fewshotv2v.semantics.tracking import PersonTracker
+from fewshotv2v.semantics.tracking import HeightJumpGuard, PersonTracker
 
 DEFAULT_FPS = 25.0
 NO_PERSON_SECONDS = 2.0  # a driving video with nobody in its first 2 s fails then, not after the whole video
-JUMP_HOLD = 2  # frames a height jump is held over; one that lasts longer is real (a crouch, an occlusion)
 
 
 @dataclass
@@ -183,8 +181,7 @@ class DrivingKeypoints:
         self.give_up = max(1, round(NO_PERSON_SECONDS * fps))  # frames with nobody yet before failing
         self._last: tuple[np.ndarray, np.ndarray | None] | None = None
         self._misses = 0
-        self._jumps = 0  # consecutive detections ignored as height jumps
-        self.height_jump = get_mode(mode).height_jump
+        self.jumps = HeightJumpGuard(get_mode(mode).height_jump)
         self.new_person = False
 
     def _find(self, image: np.ndarray, given) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -201,11 +198,11 @@ class DrivingKeypoints:
         self.new_person = False
         kps, mask = self._find(image, given)
         if kps is not None and quality(kps, self.mode) > 0:
-            if self._jumped(kps):
+            if self.new_person:
+                self.jumps.reset()
+            if self.jumps(kps) and self._last is not None:  # a glitch: keep the last keypoints
                 self.stats.jumps_ignored += 1
-                self._jumps += 1
                 return self._last
-            self._jumps = 0
             if self.new_person:
                 self.stats.person_changes += 1
                 if self.filter is not None:
@@ -227,19 +224,9 @@ class DrivingKeypoints:
             return self._last
         if self.filter is not None:
             self.filter.reset()  # the person comes back somewhere else: do not slide in
+        self.jumps.reset()  # ... and is taken at their height (a short gap keeps the last one's)
         self.stats.frames_empty += 1
         return None, None
-
-    def _jumped(self, kps: np.ndarray) -> bool:
-        """The person's height changed by more than `height_jump` since the last frame's (kept) keypoints:
-        a detector glitch, which would fling the retargeted body across the canvas for a frame. Not
-        checked after a miss or a switch to someone else, nor beyond `JUMP_HOLD` frames in a row."""
-        if not self.height_jump or self._last is None or self._misses or self.new_person:
-            return False
-        if self._jumps >= JUMP_HOLD:
-            return False
-        before, now = person_height(self._last[0]), person_height(kps)
-        return before > 0 and now > 0 and max(now / before, before / now) > self.height_jump
 
 
 class LabelMaker:

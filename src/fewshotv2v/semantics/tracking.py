@@ -10,6 +10,10 @@ and ``switched`` says whether that found someone else (not the same person where
 caller then starts that person's motion afresh (`inference.producer`), since their place and size say
 nothing about the last one's. ``track(detector, image)`` detects and updates in one step, asking the
 detector for people around the last box when none of those it reports is the person followed.
+
+:class:`HeightJumpGuard` tells a detector glitch from the person's own motion: a detection whose person
+height differs from the last accepted one's by more than a factor (a walker folded in half for a frame,
+or merged with the person beside him) is to be ignored, for at most ``hold`` detections in a row.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from __future__ import annotations
 import numpy as np
 
 from fewshotv2v.semantics.backends.base import Detection
-from fewshotv2v.semantics.keypoints import valid_mask
+from fewshotv2v.semantics.keypoints import person_height, valid_mask
+
+JUMP_HOLD = (
+    2  # detections a height jump is ignored for; one that lasts longer is real (a crouch, an occlusion)
+)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -151,3 +159,31 @@ class PersonTracker:
             return None
         self._last, self._lost_run = chosen, 0
         return chosen
+
+
+class HeightJumpGuard:
+    """`guard(kps) -> True` when the detection `(137, 3)` is a glitch to ignore: its person height
+    (`keypoints.person_height`) differs from the last accepted detection's by more than `limit` x, and
+    fewer than `hold` detections in a row were ignored so far; False accepts it (its height is the new
+    reference). `limit` 0 accepts everything. `reset()` where the person was lost for good or changed:
+    the next detection is accepted whatever its height (after a short gap the last height still holds:
+    a glitch right after a missed frame would otherwise become the reference)."""
+
+    def __init__(self, limit: float, hold: int = JUMP_HOLD):
+        self.limit, self.hold = float(limit), int(hold)
+        self.reset()
+
+    def reset(self) -> None:
+        self._height: float | None = None  # px, last accepted detection's
+        self._ignored = 0  # detections ignored in a row
+
+    def __call__(self, kps: np.ndarray) -> bool:
+        now, before = person_height(kps), self._height
+        jumped = bool(self.limit and before and now > 0) and max(now / before, before / now) > self.limit
+        if jumped and self._ignored < self.hold:
+            self._ignored += 1
+            return True
+        self._ignored = 0
+        if now > 0:
+            self._height = now
+        return False
