@@ -498,8 +498,10 @@ def test_summary_counts_frames_without_a_person_and_person_changes():
     assert twice.summary().endswith("someone else followed 2 times")
     jumps = SynthesisResult(**base, frames_without_person=0, frames_held=0, frames_empty=0, jumps_ignored=3)
     assert jumps.summary().endswith(
-        "; 3 detections ignored as glitches (the person's height jumped), the last keypoints kept"
+        "; 3 detections ignored as glitches (the person's height jumped), last keypoints kept"
     )
+    one = SynthesisResult(**base, frames_without_person=0, frames_held=0, frames_empty=0, jumps_ignored=1)
+    assert "; 1 detection ignored as glitches" in one.summary()
 
 
 def test_a_detection_whose_height_jumps_is_held_over_as_a_glitch():

@@ -77,10 +77,8 @@ class SynthesisResult:
             times = "once" if self.person_changes == 1 else f"{self.person_changes} times"
             line += f"; the driving person was lost and someone else followed {times}"
         if self.jumps_ignored:
-            line += (
-                f"; {self.jumps_ignored} detections ignored as glitches (the person's height jumped), "
-                "the last keypoints kept"
-            )
+            detections = "1 detection" if self.jumps_ignored == 1 else f"{self.jumps_ignored} detections"
+            line += f"; {detections} ignored as glitches (the person's height jumped), last keypoints kept"
         return line
 
 
