@@ -47,9 +47,10 @@ class Mode:
     # beta per subject size per second), measured in docs/real-photos.md: face landmarks move fast for the
     # face's size (lips, blinks, head turns) and mediapipe's are steady, so they are barely smoothed.
     smoothing: tuple[float, float] = (1.0, 5.0)
-    # A driving detection whose person height differs from the last frame's by more than this factor is a
-    # detector glitch (a walker folded in half, legs read as arms) and is held over (`inference.driving`);
-    # 0 = no check. In vtest.avi 2.3 % of a tracked walker's frames jumped by more than 1.2.
+    # A detection whose person height differs from the last accepted one's by more than this factor is a
+    # detector glitch (a walker folded in half, legs read as arms), ignored by synthesis and preprocessing
+    # (`semantics.tracking.HeightJumpGuard`); 0 = no check. In vtest.avi 2.3 % of a tracked walker's
+    # frames jumped by more than 1.2.
     height_jump: float = 0.0
 
     def crop_box(self, kps, hw: tuple[int, int], *, aspect: float = 0.5, clamp: bool = True):

@@ -6,9 +6,9 @@
 - `DrivingKeypoints`: detection -> person tracking -> One-Euro smoothing, and the no-person policy:
   a frame without the person reuses the last good keypoints for up to `hold_frames` frames, after that an
   empty label map is rendered; both kinds are counted (`DriveStats`). A detection whose person height
-  jumped since the last frame (a glitch: `modes.Mode.height_jump`, `semantics.tracking.HeightJumpGuard`)
-  keeps the last keypoints too, for up to `JUMP_HOLD` frames. A video with nobody in its first
-  `NO_PERSON_SECONDS` fails there (`NoPersonError`), not after the whole video.
+  jumped since the last accepted one (a glitch: `modes.Mode.height_jump`,
+  `semantics.tracking.HeightJumpGuard`) keeps the last keypoints too, for up to `JUMP_HOLD` frames. A
+  video with nobody in its first `NO_PERSON_SECONDS` fails there (`NoPersonError`), not after the whole video.
 - `LabelMaker`: retargeting onto the reference (`semantics.retarget`) and the label map in the reference
   crop (pose: skeleton + person mask; face: edge map).
 """
@@ -199,14 +199,13 @@ class DrivingKeypoints:
         kps, mask = self._find(image, given)
         if kps is not None and quality(kps, self.mode) > 0:
             if self.new_person:
-                self.jumps.reset()
-            if self.jumps(kps) and self._last is not None:  # a glitch: keep the last keypoints
-                self.stats.jumps_ignored += 1
-                return self._last
-            if self.new_person:
                 self.stats.person_changes += 1
+                self.jumps.reset()  # taken at their own height
                 if self.filter is not None:
                     self.filter.reset()  # never slide from the last person's joints to this one's
+            if self.jumps(kps):  # a glitch (never the first detection): keep the last keypoints
+                self.stats.jumps_ignored += 1
+                return self._last
             if self.filter is not None:
                 kps = self.filter(kps, t)
             self._last, self._misses = (kps, mask), 0

@@ -23,9 +23,8 @@ import numpy as np
 from fewshotv2v.semantics.backends.base import Detection
 from fewshotv2v.semantics.keypoints import person_height, valid_mask
 
-JUMP_HOLD = (
-    2  # detections a height jump is ignored for; one that lasts longer is real (a crouch, an occlusion)
-)
+# Detections in a row a height jump is ignored for; one that lasts longer is real (a crouch, an occlusion).
+JUMP_HOLD = 2
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
