@@ -257,7 +257,34 @@ def run_face_video(
         picks = np.linspace(1, len(clip) - 1, 6).round().astype(int)
         rows = [np.concatenate([v[i] for i in picks], axis=1) for v in grids.values()]
         write_image(out_dir / f"face_video_{name}.png", np.concatenate(rows, axis=0))
+        mouth_picks = _open_mouth_frames(kps, scored, 8)
+        zoomed = [[_mouth_zoom(v[i], kps[i]) for i in mouth_picks] for v in grids.values()]
+        rows = [np.concatenate(row, axis=1) for row in zoomed]
+        write_image(out_dir / f"face_video_{name}_mouth.png", np.concatenate(rows, axis=0))
     return results
+
+
+def _open_mouth_frames(kps: list, scored: list[int], count: int) -> list[int]:
+    """The `count` scored frames whose inner lips are the furthest apart (iBUG 62 / 66), in time order:
+    where the reference's closed mouth has nothing to warp."""
+    from fewshotv2v.semantics.keypoints import face_points
+
+    gap = {i: float(face_points(kps[i])[66, 1] - face_points(kps[i])[62, 1]) for i in scored}
+    return sorted(sorted(gap, key=gap.get, reverse=True)[:count])
+
+
+def _mouth_zoom(image: np.ndarray, kps: np.ndarray, out: int = 96) -> np.ndarray:
+    """A square around the mouth (twice the corners' distance), upscaled to `out` px for the grids."""
+    from fewshotv2v.semantics.keypoints import face_points
+    from fewshotv2v.video import resize_image
+
+    lips = face_points(kps)[48:60, :2]
+    cx, cy = lips.mean(axis=0)
+    half = max(4.0, float(np.linalg.norm(lips[6] - lips[0])))
+    h, w = image.shape[:2]
+    x0, y0 = int(np.clip(cx - half, 0, w - 2)), int(np.clip(cy - half, 0, h - 2))
+    x1, y1 = int(np.clip(cx + half, x0 + 2, w)), int(np.clip(cy + half, y0 + 2, h))
+    return resize_image(np.ascontiguousarray(image[y0:y1, x0:x1]), out, out)
 
 
 # ---- pose: the photo's own body, arms swinging ------------------------------------------------------------
