@@ -258,10 +258,10 @@ def run_face_video(
         picks = np.linspace(1, len(clip) - 1, 6).round().astype(int)
         rows = [np.concatenate([v[i] for i in picks], axis=1) for v in grids.values()]
         write_image(out_dir / f"face_video_{name}.png", np.concatenate(rows, axis=0))
-        mouth_picks = _open_mouth_frames(kps, scored, 8)
-        zoomed = [[_mouth_zoom(v[i], kps[i]) for i in mouth_picks] for v in grids.values()]
-        rows = [np.concatenate(row, axis=1) for row in zoomed]
-        write_image(out_dir / f"face_video_{name}_mouth.png", np.concatenate(rows, axis=0))
+        if mouth_picks := _open_mouth_frames(kps, scored, 8):
+            zoomed = [[_mouth_zoom(v[i], kps[i]) for i in mouth_picks] for v in grids.values()]
+            rows = [np.concatenate(row, axis=1) for row in zoomed]
+            write_image(out_dir / f"face_video_{name}_mouth.png", np.concatenate(rows, axis=0))
     return results
 
 
@@ -270,7 +270,8 @@ def _open_mouth_frames(kps: list, scored: list[int], count: int) -> list[int]:
     where the reference's closed mouth has nothing to warp."""
     from fewshotv2v.semantics.keypoints import face_points
 
-    gap = {i: float(face_points(kps[i])[66, 1] - face_points(kps[i])[62, 1]) for i in scored}
+    inner = {i: face_points(kps[i]) for i in scored}
+    gap = {i: float(face[66, 1] - face[62, 1]) for i, face in inner.items()}
     return sorted(sorted(gap, key=gap.get, reverse=True)[:count])
 
 
@@ -279,7 +280,7 @@ def _mouth_zoom(image: np.ndarray, kps: np.ndarray, out: int = 96) -> np.ndarray
     from fewshotv2v.semantics.keypoints import face_points
     from fewshotv2v.video import resize_image
 
-    lips = face_points(kps)[48:60, :2]
+    lips = face_points(kps)[MOUTH_OUTLINE, :2]  # 48 (left corner) .. 59; 54 = the right corner
     cx, cy = lips.mean(axis=0)
     half = max(4.0, float(np.linalg.norm(lips[6] - lips[0])))
     h, w = image.shape[:2]

@@ -45,3 +45,25 @@ def test_a_real_talking_head_reenacts_itself_well_above_the_static_first_frame(o
     reenacted = bench.masked_psnr(synth, clip, faces)
     # measured: 18.6 -> 27.4 dB on these 48 frames (24.0 while the driving landmarks lagged the video)
     assert reenacted > static + 7.5, (static, reenacted)
+
+
+def test_the_mouth_grid_picks_the_most_open_mouths_in_time_order_and_zooms_on_the_lips():
+    import numpy as np
+
+    from fewshotv2v.semantics.keypoints import FACE
+
+    bench = _benchmark()
+    kps = []
+    for gap in (1.0, 5.0, 2.0, 8.0, 3.0):
+        k = np.zeros((137, 3), np.float32)
+        k[FACE.start + 48 : FACE.start + 60] = (40.0, 60.0, 1.0)
+        k[FACE.start + 48, 0], k[FACE.start + 54, 0] = 30.0, 50.0  # corners 20 px apart round x = 40
+        k[FACE.start + 62, 1], k[FACE.start + 66, 1] = 60.0 - gap / 2, 60.0 + gap / 2
+        kps.append(k)
+    assert bench._open_mouth_frames(kps, [0, 1, 2, 3, 4], 2) == [1, 3]
+    assert bench._open_mouth_frames(kps, [], 2) == []  # no face found: no grid
+    image = np.zeros((100, 120, 3), np.uint8)
+    image[55:65, 35:45] = 255  # a white patch at the lips' centre
+    zoom = bench._mouth_zoom(image, kps[0], out=48)
+    assert zoom.shape == (48, 48, 3)
+    assert zoom[24, 24].min() > 200 and zoom[2, 2].max() == 0  # centred on the lips, their surround dark
