@@ -292,7 +292,7 @@ def test_a_detection_whose_height_jumps_is_stored_as_a_frame_without_the_person(
     (clip,) = open_dataset(tmp_path / "ds").clips
     assert clip.num_frames == 12 and clip.meta["frames_without_person"] == 1
     assert (clip.keypoints[6, :, 2] == 0).all() and (clip.keypoints[[5, 7], :25, 2] > 0).all()
-    assert summary.frames_without_person == 1 and summary.glitches == 1
+    assert summary.frames_without_person == 1 and summary.jumps_ignored == 1
     result = _cli(tmp_path / "j.mp4", "-o", tmp_path / "ds2")
     assert result.exit_code == 0, result.output
     assert "frames without person: 1 (1 detection ignored as glitches)," in result.output

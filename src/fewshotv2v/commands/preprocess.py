@@ -107,11 +107,11 @@ def preprocess(
         )
     out = _common.out_console()
     out.print(f"dataset: {output}")
-    glitches = f"{summary.glitches} detection{'' if summary.glitches == 1 else 's'}"
+    ignored = f"{summary.jumps_ignored} detection{'' if summary.jumps_ignored == 1 else 's'}"
     out.print(
         f"clips written: {len(summary.clips)}, skipped (complete): {len(summary.skipped_sources)}, "
         f"frames: {summary.frames}, frames without person: {summary.frames_without_person}"
-        + (f" ({glitches} ignored as glitches)" if summary.glitches else "")
+        + (f" ({ignored} ignored as glitches)" if summary.jumps_ignored else "")
         + f", undecodable frames skipped: {summary.undecodable_frames}"
         + (f", failed: {len(summary.failed)}" if summary.failed else "")
     )

@@ -64,7 +64,7 @@ class PreprocessSummary:
     skipped_sources: list[str] = field(default_factory=list)  # already complete (resume)
     frames: int = 0  # frames stored
     frames_without_person: int = 0  # decoded frames where the tracked person was not found
-    glitches: int = 0  # ... of which the detection was ignored: the person's height jumped (a glitch)
+    jumps_ignored: int = 0  # ... of which the detection was ignored: the person's height jumped (a glitch)
     undecodable_frames: int = 0  # frames skipped because they could not be decoded
     failed: list[SourceFailure] = field(default_factory=list)  # sources that failed; the others ran
 
@@ -249,14 +249,14 @@ def process_source(
     jumps = HeightJumpGuard(MODES[mode].height_jump)  # a detector glitch is stored as a frame without them
     splitter = _ClipSplitter(writer, source, out_fps, min_gap)
     last_person_t: float | None = None
-    missing = glitches = 0
+    missing = jumps_ignored = 0
     try:
         for frame in reader:
             det = tracker.track(backend, frame.image)
             if tracker.switched:
                 jumps.reset()
             if det is not None and jumps(det.keypoints):
-                det, glitches = None, glitches + 1
+                det, jumps_ignored = None, jumps_ignored + 1
             hw = frame.image.shape[:2]
             kps = box = None
             if det is not None:
@@ -281,7 +281,7 @@ def process_source(
         raise
     summary.frames += splitter.frames
     summary.frames_without_person += missing
-    summary.glitches += glitches
+    summary.jumps_ignored += jumps_ignored
     summary.undecodable_frames += reader.skipped_frames
     return names
 
