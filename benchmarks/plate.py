@@ -1,9 +1,10 @@
 """The full-resolution pose plate: the photo's own texture (`inference.plate.fill_plate`) against the smooth
 push-pull fill (`models.composite.fill_background`). Milliseconds per plate (once per set of references) on
 real photos with mediapipe's person mask, at the photo's size and upscaled to 1024 px; `--out` writes
-photo | smooth | patches as PNG. Prints JSON.
+photo | smooth | patches as PNG. Prints JSON. `--photo NAME=PATH` adds a photo (OpenCV's `messi5.jpg`, a
+footballer on grass before a stadium crowd, is the hard case: `apt-get download opencv-doc`).
 
-    OMP_NUM_THREADS=1 python benchmarks/plate.py --out bench-out
+    OMP_NUM_THREADS=1 python benchmarks/plate.py --out bench-out [--photo messi=messi5.jpg]
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ import numpy as np
 import torch
 
 
-def photos() -> dict[str, np.ndarray]:
+def photos(extra: list[str]) -> dict[str, np.ndarray]:
     import skimage.data
 
+    from fewshotv2v.video import read_image
+
     camera = skimage.data.camera()
-    return {"astronaut": skimage.data.astronaut(), "cameraman": np.repeat(camera[..., None], 3, axis=2)}
+    found = {"astronaut": skimage.data.astronaut(), "cameraman": np.repeat(camera[..., None], 3, axis=2)}
+    for item in extra:
+        name, _, path = item.partition("=")
+        found[name] = read_image(path)
+    return found
 
 
 def main() -> None:
@@ -31,6 +38,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--photo", action="append", default=[], metavar="NAME=PATH", help="another photo")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -42,7 +50,7 @@ def main() -> None:
 
     detector = get_backend("mediapipe", static_image_mode=True)
     report = {"threads": args.threads, "photos": {}}
-    for name, photo in photos().items():
+    for name, photo in photos(args.photo).items():
         mask = detector.detect(photo)[0].mask
         for side in (max(photo.shape[:2]), 1024):
             h, w = photo.shape[:2]

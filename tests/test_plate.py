@@ -91,3 +91,22 @@ def test_the_pipeline_fills_the_plate_from_the_photo_unless_asked_for_the_smooth
     assert texture["patches"] > 1.5 * texture["smooth"]  # the backdrop's texture, not a blur of it
     with pytest.raises(ConfigError, match="plate must be one of"):
         Pipeline(model, backend="none", device="cpu", plate="mirror")
+
+
+def test_a_person_standing_on_grass_before_a_crowd_is_replaced_by_grass_below_and_crowd_above(one_thread):
+    """A wide photo (like OpenCV's footballer): a dark busy crowd over bright grass, the person from the
+    crowd down to the bottom edge. The hole over the grass must be grass: the coarsest level used to be so
+    small that the bottom rows centred no source patch, and the search, started from the smooth fill's
+    average colour, filled all of the person with the crowd (green off by 0.6 here)."""
+    h, w = 120, 200
+    gen = torch.Generator().manual_seed(0)
+    crowd = torch.rand(1, 3, h // 4, w // 4, generator=gen) * 0.8 - 0.95  # dark blobs of 4 x 4 pixels
+    crowd = torch.nn.functional.interpolate(crowd, scale_factor=4, mode="nearest")[0]
+    grass = torch.tensor([-0.6, 0.5, -0.7])[:, None, None] + 0.05 * torch.rand(3, h, w, generator=gen)
+    image = torch.where(torch.arange(h)[:, None] < 90, crowd, grass)[None]
+    mask = _hole(h, w, (20, 60, h, 140))
+    out = fill_plate(image, mask, dilate=2)
+    over_grass = out[0, :, 95:, 62:138].mean(dim=(1, 2))
+    assert (over_grass - grass.mean(dim=(1, 2))).abs().max() < 0.05, over_grass
+    over_crowd = out[0, :, 25:80, 62:138]
+    assert abs(over_crowd.mean() - crowd.mean()) < 0.05 and over_crowd.std() > 0.7 * crowd.std()

@@ -5,11 +5,14 @@ Where the driven person moves away from where the reference stands, the plate sh
 the hole is filled with the photo's own texture instead (PatchMatch, Barnes et al. 2009, with Wexler et
 al.'s patch voting): grass stays grass, a wall stays a wall, a horizon carries on.
 
-- Coarse to fine, from about `COARSE` to `FINEST` pixels on the long side: at each level every pixel whose
-  7 x 7 patch touches the hole is matched to a known patch (random start or the coarser level's offsets,
-  then propagation from the neighbours' matches and a random search at halving radii), and the hole's
-  pixels are the weighted vote of the patches that cover them. The first level starts from the smooth
-  fill.
+- Coarse to fine, from about `COARSE` pixels on the short side to `FINEST` on the long side: at each
+  level every pixel whose 7 x 7 patch touches the hole is matched to a known patch (the coarser level's
+  offsets, then propagation from the neighbours' matches and a random search at halving radii), and the
+  hole's pixels are the weighted vote of the patches that cover them.
+- The coarsest level starts from the hole peeled from its edge inwards (`_peel`): each ring of it takes
+  the centre of the source patch nearest to the ring pixel's *known* neighbours, an exact search. Starting
+  from the smooth fill instead, the search matched the fill's average colour: on a footballer standing on
+  grass before a crowd, the dark seats filled all of him, his legs over the grass too.
 - Sources come only from a band around the hole (`BAND` of the long side): the background that carries on
   behind a person is the one beside them, and a far object (a rocket across the photo) has no business in
   the hole.
@@ -31,7 +34,7 @@ import torch.nn.functional as F
 from fewshotv2v.models.composite import fill_background, grow_mask
 
 PATCH_RADIUS = 3  # 7 x 7 patches
-COARSE = 40  # long side of the coarsest search level, pixels
+COARSE = 32  # short side of the coarsest search level, pixels (a 7 x 7 patch is a fifth of it)
 FINEST = 192  # ... of the finest (the photo's resolution comes from applying its offsets)
 BAND = 0.1  # sources lie within this fraction of the long side from the hole
 ITERATIONS = (5, 3)  # at the coarsest level, at the others
@@ -132,15 +135,57 @@ def _search_level(img, hole, offsets, generator, iterations: int):
     return img, offsets
 
 
+def _peel(img: torch.Tensor, hole: torch.Tensor):
+    """The coarsest level's start. img (C, h, w), hole (h, w) bool -> (img with the hole filled, offsets
+    (2, h, w) long, source - target, zero outside the hole).
+
+    Ring by ring from the hole's edge inwards, each ring pixel takes the centre pixel of the source patch
+    (whole patch known, within `BAND` of the hole) whose pixels best match the ring pixel's patch where it
+    is known: the mean squared difference over the known pixels only, searched exhaustively (the coarsest
+    level has a few thousand pixels). Without sources the smooth fill, and zero offsets."""
+    c, h, w = img.shape
+    r = PATCH_RADIUS
+    offsets = torch.zeros(2, h, w, dtype=torch.long)
+    inner = torch.zeros(h, w, dtype=torch.bool)
+    inner[r : h - r, r : w - r] = True
+    band = max(r + 1, round(BAND * max(h, w)))
+    sources = ~_grow(hole, r) & inner & _grow(hole, band)
+    if not sources.any():
+        return fill_background(img[None], hole[None, None].float(), dilate=0)[0], offsets
+    src_y, src_x = torch.nonzero(sources, as_tuple=True)
+    unfold = lambda t: F.unfold(t[None], 2 * r + 1, padding=r)[0]  # noqa: E731 -- (C * 49, h * w)
+    bank = unfold(img)[:, src_y * w + src_x].T  # (sources, C * 49)
+    img = img.clone()
+    filled = ~hole
+    while not filled.all():
+        ring = ~filled & _grow(filled, 1)
+        ty, tx = torch.nonzero(ring, as_tuple=True)
+        at = ty * w + tx
+        known = unfold(filled[None].float())[:, at].T.repeat(1, c)  # (ring, C * 49): 1 where known
+        target = unfold(img * filled)[:, at].T  # zero where unknown
+        # sum over known of (target - source)^2, expanded: no (ring, sources, C * 49) tensor
+        d = (known * target.square()).sum(1, keepdim=True) - 2 * target @ bank.T + known @ bank.square().T
+        best = (d / known.sum(1, keepdim=True).clamp(min=1)).argmin(1)
+        sy, sx = src_y[best], src_x[best]
+        img[:, ty, tx] = img[:, sy, sx]
+        offsets[0, ty, tx], offsets[1, ty, tx] = sy - ty, sx - tx
+        filled = filled | ring
+    return img, offsets
+
+
 def _levels(hw: tuple[int, int]) -> list[tuple[int, int]]:
-    """Search sizes, coarse to fine, halving from `FINEST` (never above the photo) down to `COARSE`."""
+    """Search sizes, coarse to fine, halving from `FINEST` (never above the photo) until the short side
+    is at most `COARSE`.
+
+    On the long side instead, a wide photo's coarsest level was 15 x 24: its bottom rows could centre no
+    whole 7 x 7 patch, so the grass at a footballer's feet was no source for the legs over it."""
     h, w = hw
     scale = min(1.0, FINEST / max(h, w))
     sizes = []
     while True:
         smallest = 2 * PATCH_RADIUS + 2
         sizes.append((max(smallest, round(h * scale)), max(smallest, round(w * scale))))
-        if max(sizes[-1]) <= COARSE or scale < 1e-3:
+        if min(sizes[-1]) <= COARSE or scale < 1e-3:
             return sizes[::-1]
         scale /= 2
 
@@ -160,11 +205,11 @@ def fill_plate(image: torch.Tensor, mask: torch.Tensor, *, dilate: int = 3, seed
     for hw in _levels(tuple(hole.shape)):
         level = F.interpolate(photo[None], size=hw, mode="area")[0]
         level_hole = F.interpolate(hole[None, None].float(), size=hw, mode="area")[0, 0] > 0
-        if img is None:  # the coarsest level starts from the smooth fill
-            start = fill_background(level[None], level_hole[None, None].float(), dilate=0)[0]
+        if img is None:  # the coarsest level starts from the hole peeled inwards
+            start, offsets = _peel(level, level_hole)
         else:
             start = F.interpolate(img[None], size=hw, mode="bilinear", align_corners=False)[0]
-        if offsets is not None:  # the coarser offsets, scaled to this level
+            # the coarser offsets, scaled to this level
             up = F.interpolate(offsets[None].float(), size=hw, mode="nearest")[0]
             offsets = torch.stack([up[0] * hw[0] / previous[0], up[1] * hw[1] / previous[1]]).round().long()
         iterations = ITERATIONS[0] if img is None else ITERATIONS[1]
