@@ -110,3 +110,20 @@ def test_a_person_standing_on_grass_before_a_crowd_is_replaced_by_grass_below_an
     assert (over_grass - grass.mean(dim=(1, 2))).abs().max() < 0.05, over_grass
     over_crowd = out[0, :, 25:80, 62:138]
     assert abs(over_crowd.mean() - crowd.mean()) < 0.05 and over_crowd.std() > 0.7 * crowd.std()
+
+
+def test_sources_limit_what_the_hole_is_filled_from(one_thread):
+    """`sources` (what an arm hid is filled from its own body part only): a hole between a red and a blue
+    half, allowed to copy only from the blue half, is blue; unrestricted, its left side is red."""
+    h, w = 64, 96
+    gen = torch.Generator().manual_seed(0)
+    image = 0.1 * torch.rand(1, 3, h, w, generator=gen)
+    image[:, 0, :, : w // 2] += 0.8  # red left half
+    image[:, 2, :, w // 2 :] += 0.8  # blue right half
+    mask = _hole(h, w, (16, 32, 48, 64))
+    sources = torch.zeros(1, 1, h, w)
+    sources[..., w // 2 :] = 1.0
+    only_blue = fill_plate(image, mask, dilate=1, sources=sources)[0, :, 16:48, 32:64]
+    assert only_blue[0].max() < 0.2 and only_blue[2].min() > 0.7
+    free = fill_plate(image, mask, dilate=1)[0, :, 16:48, 32:40]
+    assert free[0].mean() > 0.7

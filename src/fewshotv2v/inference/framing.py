@@ -32,9 +32,8 @@ from fewshotv2v.semantics.crops import crop_image, transform_keypoints
 _FEATHER = {"pose": 0.03, "face": 0.12}  # paste-back feather, fraction of the crop side
 # The body behind a moved arm (`_arms_layer`), in fractions of the crop height: the arms' area is grown by
 # ARM_MARGIN and smoothed as much (1.5 % took the left of the astronaut's mission patch with her moved
-# arm; 0.8 % left a hand-shaped fill on a chest), and filled from the person's pixels within RING of it
+# arm; 0.8 % left a hand-shaped fill on a chest), and filled with the texture of each part behind it
 ARM_MARGIN = 0.01
-RING = 0.02
 CLEAR = 0.1  # below this the arms' area is clear of the arm: the fill's sources
 
 
@@ -216,21 +215,21 @@ def _arms_layer(image: torch.Tensor, mask: torch.Tensor, kps: np.ndarray):
     )
     arms = _soft_grow(arms)
     # What lies behind the arm: each part it may lie on (torso, head, legs: `BEHIND_ARMS`, and the person
-    # no part reaches) filled smoothly from its own pixels clear of the arm (arms below CLEAR, 2 px inside
-    # the person: no background mixed in) within RING of it, weighted by where each part lies. A fill
-    # from the whole person averaged coat, shirt and jeans into a grey slab (or tinted a chest with the
-    # hair); the texture fill of `inference.plate` copied the jeans over the coat.
+    # no part reaches) filled with the texture of its own pixels clear of the arm (arms below CLEAR, 2 px
+    # inside the person: no background mixed in; `inference.plate` with the part as the only source),
+    # weighted by where each part lies. A fill from the whole person averaged coat, shirt and jeans into a
+    # grey slab (or tinted a chest with the hair), and the texture fill from all of it copied the jeans
+    # over the coat; a smooth fill from each part's own pixels drew a striped jersey's red and blue as a
+    # purple patch at the shoulders.
     hole = (arms > CLEAR).float()
-    ring = max(1, round(RING * size[0]))
     clear_of_edge = -grow_mask(-mask, 2)  # 2 px inside the person
     clear = clear_of_edge * (1 - hole)
-    clear = clear * grow_mask(hole, ring)
     filled, total = torch.zeros_like(image), torch.zeros_like(mask)
     for part in [*behind, 1 - body]:  # (1, 1, H, W) each; last: what no part reaches (a suit without hips)
         known = clear * (part > 0.5)
         if known.sum() < 1:  # the part is missing, or all behind the arm
             continue
-        filled = filled + part * fill_background(image, 1 - known, dilate=0)
+        filled = filled + part * fill_plate(image, hole, dilate=0, sources=known)
         total = total + part
     filled = torch.where(total > 1e-3, filled / total.clamp(min=1e-3), image)
     fill = ((arms - 0.2) / 0.3).clamp(0, 1) * mask  # full from half of the grown area: no faint fingers

@@ -71,16 +71,26 @@ class _Matches:
         self.best = torch.where(better, d, self.best)
 
 
-def _search_level(img, hole, offsets, generator, iterations: int):
-    """One PatchMatch level. img (C, h, w), hole (h, w) bool, offsets (2, h, w) long (source - target) or
-    None (random start) -> (img with its hole voted, offsets)."""
-    c, h, w = img.shape
+def _sources(hole: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """(h, w) bool: the centres of the patches a hole (h, w) may be filled from: whole patch known and
+    inside the image, within `BAND` of the hole, and (if given) whole patch inside `allowed` (h, w)."""
+    h, w = hole.shape
     r = PATCH_RADIUS
-    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     inner = torch.zeros(h, w, dtype=torch.bool)
     inner[r : h - r, r : w - r] = True
     band = max(r + 1, round(BAND * max(h, w)))
-    sources = ~_grow(hole, r) & inner & _grow(hole, band)  # whole patch known, near the hole
+    sources = ~_grow(hole, r) & inner & _grow(hole, band)
+    return sources if allowed is None else sources & ~_grow(~allowed, r)
+
+
+def _search_level(img, hole, offsets, generator, iterations: int, allowed=None):
+    """One PatchMatch level. img (C, h, w), hole (h, w) bool, offsets (2, h, w) long (source - target) or
+    None (random start), allowed (h, w) bool or None (see `_sources`) -> (img with its hole voted,
+    offsets)."""
+    c, h, w = img.shape
+    r = PATCH_RADIUS
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    sources = _sources(hole, allowed)
     targets = _grow(hole, r)  # patches that touch the hole (at the photo's edge too: zero-padded)
     ty, tx = ys[targets], xs[targets]
     pool_y, pool_x = ys[sources], xs[sources]
@@ -135,23 +145,23 @@ def _search_level(img, hole, offsets, generator, iterations: int):
     return img, offsets
 
 
-def _peel(img: torch.Tensor, hole: torch.Tensor):
-    """The coarsest level's start. img (C, h, w), hole (h, w) bool -> (img with the hole filled, offsets
-    (2, h, w) long, source - target, zero outside the hole).
+def _peel(img: torch.Tensor, hole: torch.Tensor, allowed: torch.Tensor | None = None):
+    """The coarsest level's start. img (C, h, w), hole (h, w) bool, allowed (see `_sources`) -> (img with
+    the hole filled, offsets (2, h, w) long, source - target, zero outside the hole).
 
     Ring by ring from the hole's edge inwards, each ring pixel takes the centre pixel of the source patch
     (whole patch known, within `BAND` of the hole) whose pixels best match the ring pixel's patch where it
     is known: the mean squared difference over the known pixels only, searched exhaustively (the coarsest
-    level has a few thousand pixels). Without sources the smooth fill, and zero offsets."""
+    level has a few thousand pixels). Without sources the smooth fill (from the allowed pixels), and zero
+    offsets."""
     c, h, w = img.shape
     r = PATCH_RADIUS
     offsets = torch.zeros(2, h, w, dtype=torch.long)
-    inner = torch.zeros(h, w, dtype=torch.bool)
-    inner[r : h - r, r : w - r] = True
-    band = max(r + 1, round(BAND * max(h, w)))
-    sources = ~_grow(hole, r) & inner & _grow(hole, band)
-    if not sources.any():
-        return fill_background(img[None], hole[None, None].float(), dilate=0)[0], offsets
+    sources = _sources(hole, allowed)
+    if not sources.any():  # the smooth fill, from the allowed pixels only
+        known = ~hole if allowed is None else ~hole & allowed
+        smooth = fill_background(img[None], (~known)[None, None].float(), dilate=0)[0]
+        return torch.where(hole, smooth, img), offsets
     src_y, src_x = torch.nonzero(sources, as_tuple=True)
     unfold = lambda t: F.unfold(t[None], 2 * r + 1, padding=r)[0]  # noqa: E731 -- (C * 49, h * w)
     bank = unfold(img)[:, src_y * w + src_x].T  # (sources, C * 49)
@@ -190,14 +200,23 @@ def _levels(hw: tuple[int, int]) -> list[tuple[int, int]]:
         scale /= 2
 
 
-def fill_plate(image: torch.Tensor, mask: torch.Tensor, *, dilate: int = 3, seed: int = 0) -> torch.Tensor:
+def fill_plate(
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    dilate: int = 3,
+    seed: int = 0,
+    sources: torch.Tensor | None = None,
+) -> torch.Tensor:
     """`image (1, C, H, W)` with the area of `mask (1, 1, H, W)` (1 = the person; dilated by `dilate`
-    pixels for the search) filled from the photo's texture (see the module docstring). Same device and
-    dtype as `image`; the pixels where the mask is below `OUTSIDE` are unchanged."""
+    pixels for the search) filled from the photo's texture (see the module docstring). `sources (1, 1, H,
+    W)`, if given, is where it may copy from (above 0.5; e.g. one body part, for what an arm hid). Same
+    device and dtype as `image`; the pixels where the mask is below `OUTSIDE` are unchanged."""
     device, dtype = image.device, image.dtype
     photo = image[0].detach().float().cpu()
     person = mask.detach().float().cpu().clamp(0, 1)
     hole = _grow(person[0, 0] > 0.5, dilate)
+    allowed = None if sources is None else sources[0, 0].detach().float().cpu() > 0.5
     if not hole.any() or hole.all():  # nothing to fill, or nothing to fill it from
         return fill_background(image, mask, dilate=dilate)
     generator = torch.Generator().manual_seed(seed)
@@ -205,8 +224,11 @@ def fill_plate(image: torch.Tensor, mask: torch.Tensor, *, dilate: int = 3, seed
     for hw in _levels(tuple(hole.shape)):
         level = F.interpolate(photo[None], size=hw, mode="area")[0]
         level_hole = F.interpolate(hole[None, None].float(), size=hw, mode="area")[0, 0] > 0
+        level_allowed = None  # a level pixel is allowed where all of it is
+        if allowed is not None:
+            level_allowed = F.interpolate(allowed[None, None].float(), size=hw, mode="area")[0, 0] > 0.999
         if img is None:  # the coarsest level starts from the hole peeled inwards
-            start, offsets = _peel(level, level_hole)
+            start, offsets = _peel(level, level_hole, level_allowed)
         else:
             start = F.interpolate(img[None], size=hw, mode="bilinear", align_corners=False)[0]
             # the coarser offsets, scaled to this level
@@ -214,20 +236,22 @@ def fill_plate(image: torch.Tensor, mask: torch.Tensor, *, dilate: int = 3, seed
             offsets = torch.stack([up[0] * hw[0] / previous[0], up[1] * hw[1] / previous[1]]).round().long()
         iterations = ITERATIONS[0] if img is None else ITERATIONS[1]
         img, offsets = _search_level(
-            torch.where(level_hole, start, level), level_hole, offsets, generator, iterations
+            torch.where(level_hole, start, level), level_hole, offsets, generator, iterations, level_allowed
         )
         previous = hw
-    filled = _apply_offsets(photo, hole, offsets, previous, img)
+    known = ~hole if allowed is None else ~hole & allowed
+    filled = _apply_offsets(photo, hole, known, offsets, previous, img)
     # The dilation keeps the person's soft edge out of the sources; where the mask is (all but) zero the
     # photo's own background is kept, or its fill would draw a halo round the person in every frame.
     outside = person[0, 0] < OUTSIDE
     return torch.where(outside, photo, filled)[None].to(device, dtype)
 
 
-def _apply_offsets(photo, hole, offsets, level_hw, level_img) -> torch.Tensor:
+def _apply_offsets(photo, hole, known, offsets, level_hw, level_img) -> torch.Tensor:
     """The photo's own pixels through the finest level's offsets, scaled to its resolution; each hole pixel
     is the mean over its 3 x 3 neighbours' offsets (which smooths the seams between copied blocks). Where
-    none lands on a known pixel, the search level's own (upsampled) result."""
+    none lands on a `known` pixel ((H, W) bool: outside the hole, and allowed), the search level's own
+    (upsampled) result."""
     _, big_h, big_w = photo.shape
     up = F.interpolate(offsets[None].float(), size=(big_h, big_w), mode="nearest")[0]
     oy = (up[0] * big_h / level_hw[0]).round().long()
@@ -239,9 +263,9 @@ def _apply_offsets(photo, hole, offsets, level_hw, level_img) -> torch.Tensor:
         for dx in (-1, 0, 1):
             ny, nx = (hy + dy).clamp(0, big_h - 1), (hx + dx).clamp(0, big_w - 1)
             cy, cx = (hy + oy[ny, nx]).clamp(0, big_h - 1), (hx + ox[ny, nx]).clamp(0, big_w - 1)
-            known = ~hole[cy, cx]
-            total += photo[:, cy, cx] * known
-            count += known
+            lands = known[cy, cx]
+            total += photo[:, cy, cx] * lands
+            count += lands
     coarse = F.interpolate(level_img[None], size=(big_h, big_w), mode="bilinear", align_corners=False)[0]
     out = photo.clone()
     out[:, hy, hx] = torch.where(count > 0, total / count.clamp(min=1), coarse[:, hy, hx])
