@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import av
 import numpy as np
 import pytest
@@ -280,3 +283,73 @@ def test_truncated_video_warns_with_the_counts(tmp_path):
         assert len(list(V.VideoReader(full))) == 40  # complete files: no warning
         assert len(list(V.VideoReader(full, start=0.5))) == 35
         assert len(list(V.VideoReader(cut, end=0.5))) == 5  # stopped before the cut: nothing to say
+
+
+def _tiff_with_orientation(orientation: int, endian: str = "<") -> bytes:
+    """A TIFF block with one IFD entry: orientation (SHORT)."""
+    order = b"II" if endian == "<" else b"MM"
+    entry = struct.pack(endian + "HHIHH", 0x0112, 3, 1, orientation, 0)
+    return order + struct.pack(endian + "HIH", 42, 8, 1) + entry + struct.pack(endian + "I", 0)
+
+
+def _with_exif(encoded: bytes, suffix: str, tiff: bytes) -> bytes:
+    """A JPEG (APP1 segment after SOI) or PNG (`eXIf` chunk after IHDR) with `tiff` as its EXIF."""
+    if suffix == ".jpg":
+        payload = b"Exif\x00\x00" + tiff
+        return encoded[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + encoded[2:]
+    chunk = b"eXIf" + tiff
+    after_ihdr = 8 + 12 + struct.unpack(">I", encoded[8:12])[0]
+    crc = struct.pack(">I", zlib.crc32(chunk))
+    return encoded[:after_ihdr] + struct.pack(">I", len(tiff)) + chunk + crc + encoded[after_ihdr:]
+
+
+# stored pixels for each orientation, from the upright picture: the inverse of what is displayed
+_STORED = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 8, 7: 7, 8: 6}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("suffix, endian", [(".png", "<"), (".png", ">"), (".jpg", "<")])
+def test_photos_are_read_upright_whatever_their_exif_orientation(tmp_path, orientation, suffix, endian):
+    """A phone stores a portrait photo as landscape pixels with an EXIF orientation (6: a quarter turn
+    clockwise); read as stored, the person lay on their side and no pose was found in them."""
+    from fewshotv2v.video.exif import upright
+
+    shown = np.zeros((24, 40, 3), np.uint8)  # what the viewer shows: a bright block at the top left
+    shown[:6, :10] = 250
+    shown[:6, 10:14] = (250, 0, 0)  # and a red one right of it, so that mirror images differ
+    stored = upright(shown, _STORED[orientation])
+    path = tmp_path / f"photo{suffix}"
+    path.write_bytes(
+        _with_exif(V.encode_image(stored, suffix), suffix, _tiff_with_orientation(orientation, endian))
+    )
+    got = V.read_image(path)
+    assert got.shape == shown.shape
+    tolerance = 0 if suffix == ".png" else 40  # JPEG blurs the blocks' edges
+    assert np.abs(got.astype(int) - shown).max() <= tolerance
+    assert V.probe(path).width == 40
+
+
+@pytest.mark.parametrize(
+    "tiff",
+    [b"", b"II*\x00", _tiff_with_orientation(6)[:12], _tiff_with_orientation(9), b"XX*\x00" + b"\x00" * 20],
+)
+def test_a_broken_or_unknown_exif_orientation_reads_the_photo_as_stored(tmp_path, tiff):
+    """(A JPEG: FFmpeg's own PNG decoder refuses a PNG whose eXIf chunk is broken.)"""
+    img = np.zeros((16, 24, 3), np.uint8)
+    img[:4, :8] = 250
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(_with_exif(V.encode_image(img, ".jpg"), ".jpg", tiff))
+    assert np.abs(V.read_image(path).astype(int) - img).max() <= 40
+
+
+def test_a_webp_exif_chunk_is_found():
+    from fewshotv2v.video.exif import exif_orientation
+
+    tiff = b"Exif\x00\x00" + _tiff_with_orientation(8, ">")
+    body = b"VP8X" + struct.pack("<I", 10) + b"\x00" * 10 + b"EXIF" + struct.pack("<I", len(tiff)) + tiff
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".webp") as f:
+        f.write(b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body)
+        f.flush()
+        assert exif_orientation(f.name) == 8

@@ -10,6 +10,7 @@ import av
 import numpy as np
 
 from fewshotv2v.errors import InputError
+from fewshotv2v.video.exif import exif_orientation, upright
 from fewshotv2v.video.types import _AV_ERRORS, IMAGE_SUFFIXES
 
 # --------------------------------------------------------------------------------------------------
@@ -22,10 +23,8 @@ def is_image_file(path: str | Path) -> bool:
 
 
 def read_image(path: str | Path, *, gray: bool = False) -> np.ndarray:
-    """Read an image file -> `uint8 (H, W, 3)` RGB (or `uint8 (H, W)` with `gray=True`).
-
-    Rotation metadata (EXIF orientation is not exposed by FFmpeg's image demuxers) is not applied.
-    """
+    """Read an image file -> `uint8 (H, W, 3)` RGB (or `uint8 (H, W)` with `gray=True`), upright: its
+    EXIF orientation (a phone's portrait photo stored as landscape pixels) is applied (`video.exif`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path}")
@@ -34,7 +33,7 @@ def read_image(path: str | Path, *, gray: bool = False) -> np.ndarray:
             if not container.streams.video:
                 raise InputError(f"not an image: {path}")
             for frame in container.decode(video=0):
-                return frame.to_ndarray(format="gray" if gray else "rgb24")
+                return upright(frame.to_ndarray(format="gray" if gray else "rgb24"), exif_orientation(path))
     except _AV_ERRORS as exc:
         raise InputError(f"cannot read image {path}: {_short(exc)}") from exc
     raise InputError(f"cannot read image {path}: no picture in the file")
