@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -353,3 +354,23 @@ def test_a_webp_exif_chunk_is_found():
         f.write(b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body)
         f.flush()
         assert exif_orientation(f.name) == 8
+
+
+def test_a_transparent_photo_is_read_over_white(tmp_path):
+    """A cut-out person (an RGBA PNG with a transparent background) is read as a viewer shows it, over
+    white; dropping the alpha showed the colour the transparent pixels happened to hold."""
+    rgba = np.zeros((8, 10, 4), np.uint8)
+    rgba[..., 0] = 200  # red everywhere, hidden where transparent
+    rgba[:4, :, 3] = 255  # top half opaque
+    rgba[4:6, :, 3] = 128  # half transparent
+    ctx = av.CodecContext.create("png", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = 10, 8, "rgba"
+    ctx.time_base = Fraction(1, 25)
+    packets = ctx.encode(av.VideoFrame.from_ndarray(rgba, format="rgba")) + ctx.encode(None)
+    path = tmp_path / "cutout.png"
+    path.write_bytes(b"".join(bytes(p) for p in packets))
+    got = V.read_image(path)
+    assert (got[:4] == (200, 0, 0)).all()
+    assert (np.abs(got[4:6].astype(int) - (227, 127, 127)) <= 1).all()
+    assert (got[6:] == 255).all()
+    assert V.read_image(path, gray=True).shape == (8, 10)

@@ -24,7 +24,8 @@ def is_image_file(path: str | Path) -> bool:
 
 def read_image(path: str | Path, *, gray: bool = False) -> np.ndarray:
     """Read an image file -> `uint8 (H, W, 3)` RGB (or `uint8 (H, W)` with `gray=True`), upright: its
-    EXIF orientation (a phone's portrait photo stored as landscape pixels) is applied (`video.exif`)."""
+    EXIF orientation (a phone's portrait photo stored as landscape pixels) is applied (`video.exif`).
+    Transparent pixels are shown over white."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path}")
@@ -33,10 +34,23 @@ def read_image(path: str | Path, *, gray: bool = False) -> np.ndarray:
             if not container.streams.video:
                 raise InputError(f"not an image: {path}")
             for frame in container.decode(video=0):
-                return upright(frame.to_ndarray(format="gray" if gray else "rgb24"), exif_orientation(path))
+                image = frame.to_ndarray(format="gray") if gray else _over_white(frame)
+                return upright(image, exif_orientation(path))
     except _AV_ERRORS as exc:
         raise InputError(f"cannot read image {path}: {_short(exc)}") from exc
     raise InputError(f"cannot read image {path}: no picture in the file")
+
+
+def _over_white(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded picture as `uint8 (H, W, 3)` RGB; one with transparency (a cut-out person in an RGBA or
+    palette PNG) laid over white, as a viewer shows it. Dropping the alpha instead showed whatever colour
+    the transparent pixels happened to hold, often black, as the person's background."""
+    fmt = frame.format
+    if not (fmt.has_palette or any(c.is_alpha for c in fmt.components)):
+        return frame.to_ndarray(format="rgb24")
+    rgba = frame.to_ndarray(format="rgba").astype(np.float32)
+    alpha = rgba[..., 3:] / 255.0
+    return (rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
 
 
 def encode_image(image: np.ndarray, suffix: str = ".png", *, quality: int = 95) -> bytes:
