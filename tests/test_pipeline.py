@@ -198,7 +198,7 @@ def test_no_person_policy_holds_then_empties(pipe):
 
 def test_driving_video_without_anyone_is_an_error(pipe):
     frames = [scene_image((80, 60), seed=i) for i in range(3)]
-    with pytest.raises(NoPersonError, match="driving video"):
+    with pytest.raises(NoPersonError, match="no person detected in any frame of the driving video"):
         list(pipe.stream(frames, keypoints=[None] * 3))
 
 
@@ -347,6 +347,8 @@ def test_face_mode_streams_edge_maps(tmp_path):
     assert len(out) == 3 and out[0].shape == (64, 64 + 64 + 64, 3)
     with pytest.raises(ConfigError, match="pose model"):
         pipe.check_mode("pose")
+    with pytest.raises(NoPersonError, match="no face detected in any frame of the driving video"):
+        list(pipe.stream([img] * 3, keypoints=[None] * 3))
 
 
 def test_reference_frames_spread_over_the_video_and_prefer_confident_ones(tmp_path):

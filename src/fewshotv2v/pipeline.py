@@ -422,7 +422,7 @@ class Pipeline:
             inputs.close()  # stops (and joins) the producer before its detector is closed
             close_detector(detector, self._backend_spec)
         if stats.frames and stats.frames == stats.frames_empty:
-            raise NoPersonError("no person detected in any frame of the driving video")
+            raise NoPersonError(f"no {MODES[self.mode].subject} detected in any frame of the driving video")
 
     def _input_plan(self, *, labels: bool | None = None, keep_images: bool = False) -> InputPlan:
         """The producer's work for the current references (`inference.producer`). `labels`: draw the label
