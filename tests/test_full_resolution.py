@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fewshotv2v.config import ModelConfig
 from fewshotv2v.data.synthetic import Pose, make_identity, motion, render_person
@@ -665,3 +666,17 @@ def test_the_crown_is_measured_in_the_references_own_crop_when_it_lies_outside_t
     x, y = int(round(float(nose[0]))), int(round(float(nose[1]) - 2.2 * length))  # the bun, in the target
     covered = [float(keypoint_prior(cfg, ref, ref, transform, m, None)[1][0, 0, y, x]) for m in (plain, tall)]
     assert covered[0] < 0.5 < 0.85 < covered[1]
+
+
+@pytest.mark.parametrize("r", [1, 2, 3, 5, 8, 13, 40])
+def test_the_dilation_and_the_box_mean_equal_torchs_pooling(r):
+    """`grow_mask` (window maxima by doubling) and `box_mean` (running sums) stand in for CPU pooling that
+    was slow at 1024 px; they must give its values, at the edges and for windows wider than the image."""
+    from fewshotv2v.models.composite import box_mean, grow_mask
+
+    x = torch.rand(2, 3, 23, 37, generator=torch.Generator().manual_seed(r))
+    k = 2 * r + 1
+    pooled = F.max_pool2d(F.max_pool2d(x, (k, 1), stride=1, padding=(r, 0)), (1, k), stride=1, padding=(0, r))
+    assert torch.equal(grow_mask(x, r), pooled)
+    mean = F.avg_pool2d(x, k, stride=1, padding=r, count_include_pad=False)
+    torch.testing.assert_close(box_mean(x, r), mean, atol=1e-6, rtol=0)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from fewshotv2v.inference.placement import FrameTarget, Placement
 from fewshotv2v.inference.plate import fill_plate
 from fewshotv2v.models import body_parts
-from fewshotv2v.models.composite import composite, fill_background, grow_mask, over_background
+from fewshotv2v.models.composite import box_mean, composite, fill_background, grow_mask, over_background
 from fewshotv2v.models.prior import parts_coverage, parts_radius
 from fewshotv2v.modes import get_mode
 from fewshotv2v.semantics.crops import crop_image, transform_keypoints
@@ -196,7 +196,7 @@ def _soft_grow(cover: torch.Tensor) -> torch.Tensor:
     which drew the filled area as a slab with straight sides."""
     r = max(1, round(ARM_MARGIN * cover.shape[-2]))
     grown = grow_mask(cover, r)
-    return F.avg_pool2d(grown, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+    return box_mean(grown, r)
 
 
 def _arms_layer(image: torch.Tensor, mask: torch.Tensor, kps: np.ndarray):
