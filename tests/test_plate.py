@@ -30,11 +30,12 @@ def test_the_hole_gets_the_photos_texture_and_the_rest_is_untouched(one_thread):
     image, mask = _stripes(), _hole()
     patches = fill_plate(image, mask, dilate=2)
     smooth = fill_background(image, mask, dilate=2)
-    # The photo is its own background wherever the mask says so, also in the dilation ring round the
-    # person (a filled ring would outline the person in every frame); the smooth fill changes the ring.
+    # The photo is its own background wherever the mask says so beyond the dilation ring; the smooth fill
+    # changes the ring. (In the ring, a pixel is filled only if it looks like the person beside it: here
+    # the "person" has the background's stripes, see the next tests for a real edge.)
     outside = (mask < 0.05).expand_as(image)
-    assert torch.equal(patches[outside], image[outside])
     ring = outside & (torch.nn.functional.max_pool2d(mask, 5, stride=1, padding=2) > 0.5).expand_as(image)
+    assert torch.equal(patches[outside & ~ring], image[outside & ~ring])
     assert ring.any() and not torch.equal(smooth[ring], image[ring])
     inside = (mask > 0.5).expand_as(image)
     err_patches = (patches - image)[inside].abs().mean()
@@ -127,3 +128,21 @@ def test_sources_limit_what_the_hole_is_filled_from(one_thread):
     assert only_blue[0].max() < 0.2 and only_blue[2].min() > 0.7
     free = fill_plate(image, mask, dilate=1)[0, :, 16:48, 32:40]
     assert free[0].mean() > 0.7
+
+
+def test_the_persons_edge_that_the_mask_left_out_is_filled_and_the_background_beside_it_kept(one_thread):
+    """The detector's mask stops 2 px short of the person's edge on one side (a footballer's blue sock
+    stayed on the plate as a strip where he stood): those pixels look like the person, not the grass
+    beside them, and are filled; the ring's grass pixels stay the photo's, bit for bit (no halo)."""
+    h, w = 64, 96
+    gen = torch.Generator().manual_seed(0)
+    grass = torch.tensor([-0.6, 0.5, -0.7])[:, None, None] + 0.1 * torch.rand(3, h, w, generator=gen)
+    image = grass.clone()[None]
+    image[0, :, 16:48, 30:60] = torch.tensor([-0.8, -0.6, 0.9])[:, None, None]  # the blue person
+    mask = _hole(h, w, (16, 32, 48, 60))  # misses the person's two left columns (x 30, 31)
+    out = fill_plate(image, mask, dilate=3)
+    edge = out[0, :, 18:46, 30:32]
+    assert (edge - grass[:, 18:46, 30:32]).abs().mean() < 0.15, "the blue edge stayed on the plate"
+    beside = (torch.nn.functional.max_pool2d(mask, 7, stride=1, padding=3) > 0.5)[0, 0]
+    beside[16:48, 30:60] = False  # the ring's grass pixels
+    assert beside.any() and torch.equal(out[0][:, beside], image[0][:, beside])

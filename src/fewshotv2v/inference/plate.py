@@ -19,8 +19,10 @@ al.'s patch voting): grass stays grass, a wall stays a wall, a horizon carries o
 - At the photo's resolution the finest offsets are applied to the photo itself (each hole pixel the mean
   over its 3 x 3 neighbours' offsets), so the fill has the photo's sharpness, not the search level's.
 - The hole is the mask dilated by a few pixels (the person's soft edge is no source), but only where the
-  mask is at least `OUTSIDE` is the fill kept: beyond that the photo is its own background, and a
-  filled ring drew a light outline round the person in every frame.
+  mask is at least `OUTSIDE`, or the ring's pixel looks like the person beside it rather than the
+  background (`_looks_like_the_person`: the detector's mask stopped short of a sock), is the fill kept:
+  beyond that the photo is its own background, and a filled ring drew a light outline round the person
+  in every frame.
 
 Once per set of references, on the CPU (about 2 s for a 512 x 512 photo with its person on 40 % of it, one
 thread; `benchmarks/plate.py`), seeded, so the same photo always gives the same plate.
@@ -31,7 +33,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fewshotv2v.models.composite import fill_background, grow_mask
+from fewshotv2v.models.composite import box_mean, fill_background, grow_mask
 
 PATCH_RADIUS = 3  # 7 x 7 patches
 COARSE = 32  # short side of the coarsest search level, pixels (a 7 x 7 patch is a fifth of it)
@@ -243,8 +245,26 @@ def fill_plate(
     filled = _apply_offsets(photo, hole, known, offsets, previous, img)
     # The dilation keeps the person's soft edge out of the sources; where the mask is (all but) zero the
     # photo's own background is kept, or its fill would draw a halo round the person in every frame.
-    outside = person[0, 0] < OUTSIDE
+    outside = (person[0, 0] < OUTSIDE) & ~_looks_like_the_person(photo, person[0, 0] > 0.5, hole, dilate + 2)
     return torch.where(outside, photo, filled)[None].to(device, dtype)
+
+
+def _looks_like_the_person(photo: torch.Tensor, person: torch.Tensor, hole: torch.Tensor, reach: int):
+    """(H, W) bool: the pixels of the hole's dilation ring (in `hole`, not in `person`; both (H, W) bool)
+    whose colour is nearer to the person's mean colour within `reach` pixels than to the background's
+    (outside the hole) there: the person's own edge where the detector's mask stops short of it, which
+    stayed on the plate as an outline of where the person stood (a strip of a footballer's blue sock,
+    the dark gap between his feet). photo (C, H, W)."""
+    ring = hole & ~person
+    if not ring.any():
+        return ring
+    means = []
+    for region in (person, ~hole):
+        weight = box_mean(region[None, None].float(), reach)[0]  # (1, H, W): its share of the window
+        means.append((box_mean((photo * region)[None], reach)[0] / weight.clamp(min=1e-6), weight[0] > 0))
+    (person_mean, near_person), (background_mean, near_background) = means
+    nearer = (photo - person_mean).square().sum(0) < (photo - background_mean).square().sum(0)
+    return ring & nearer & near_person & near_background
 
 
 def _apply_offsets(photo, hole, known, offsets, level_hw, level_img) -> torch.Tensor:
