@@ -374,3 +374,21 @@ def test_a_transparent_photo_is_read_over_white(tmp_path):
     assert (np.abs(got[4:6].astype(int) - (227, 127, 127)) <= 1).all()
     assert (got[6:] == 255).all()
     assert V.read_image(path, gray=True).shape == (8, 10)
+
+
+def test_an_avif_photo_is_an_image(tmp_path):
+    """AVIF (phones and browsers save it) reads like any photo and counts as an image in frame folders."""
+    if "libsvtav1" not in av.codecs_available:
+        pytest.skip("this PyAV build has no AV1 encoder to make the test photo")
+    img = np.zeros((32, 48, 3), np.uint8)
+    img[:, :24] = (200, 60, 40)
+    path = tmp_path / "photo.avif"
+    with av.open(str(path), "w", format="avif") as out:
+        stream = out.add_stream("libsvtav1", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for packet in [*stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")), *stream.encode(None)]:
+            out.mux(packet)
+    assert V.is_image_file(path)
+    got = V.read_image(path)
+    assert got.shape == img.shape and np.abs(got[4:28, 4:20].astype(int) - (200, 60, 40)).max() < 20
+    assert [f.image.shape for f in V.read_frames(tmp_path)] == [img.shape]
