@@ -213,7 +213,8 @@ def fill_plate(
     """`image (1, C, H, W)` with the area of `mask (1, 1, H, W)` (1 = the person; dilated by `dilate`
     pixels for the search) filled from the photo's texture (see the module docstring). `sources (1, 1, H,
     W)`, if given, is where it may copy from (above 0.5; e.g. one body part, for what an arm hid). Same
-    device and dtype as `image`; the pixels where the mask is below `OUTSIDE` are unchanged."""
+    device and dtype as `image`; the pixels where the mask is below `OUTSIDE` are unchanged, but for
+    those of the dilation ring that look like the person (`_looks_like_the_person`)."""
     device, dtype = image.device, image.dtype
     photo = image[0].detach().float().cpu()
     person = mask.detach().float().cpu().clamp(0, 1)
@@ -244,7 +245,8 @@ def fill_plate(
     known = ~hole if allowed is None else ~hole & allowed
     filled = _apply_offsets(photo, hole, known, offsets, previous, img)
     # The dilation keeps the person's soft edge out of the sources; where the mask is (all but) zero the
-    # photo's own background is kept, or its fill would draw a halo round the person in every frame.
+    # photo's own background is kept, or its fill would draw a halo round the person in every frame,
+    # unless the pixel looks like the person: an edge the mask left out, which would stay as an outline.
     outside = (person[0, 0] < OUTSIDE) & ~_looks_like_the_person(photo, person[0, 0] > 0.5, hole, dilate + 2)
     return torch.where(outside, photo, filled)[None].to(device, dtype)
 

@@ -1,10 +1,11 @@
 """EXIF orientation of a still photo: read it from the file, turn the pixels upright.
 
 Phones store a portrait photo as landscape pixels with an EXIF orientation tag that says how to turn them
-(6: a quarter turn clockwise). FFmpeg's image decoders hand back the stored pixels (FFmpeg 8 reports the
-turn as `frame.rotation`, but not the mirrored tags apart from the turned ones, and older builds report
-nothing), so the tag is read here from the file itself: JPEG (APP1), PNG (`eXIf`) and WebP (`EXIF`). Any
-file without a readable tag is taken as upright (1): a broken tag never stops a photo from loading.
+(6: a quarter turn clockwise). FFmpeg's image decoders hand back the stored pixels: FFmpeg 8 reports the
+tag's turn as `frame.rotation`, which cannot tell a mirrored photo from a turned one (tag 2 reads as a
+half turn), and older builds report nothing. So the tag is read here from the file itself: JPEG (APP1),
+PNG (`eXIf`) and WebP (`EXIF`). A file without a readable tag is taken as upright (1): a broken tag never
+stops a photo from loading.
 """
 
 from __future__ import annotations
