@@ -165,7 +165,10 @@ def _peel(img: torch.Tensor, hole: torch.Tensor, allowed: torch.Tensor | None = 
         smooth = fill_background(img[None], (~known)[None, None].float(), dilate=0)[0]
         return torch.where(hole, smooth, img), offsets
     src_y, src_x = torch.nonzero(sources, as_tuple=True)
-    unfold = lambda t: F.unfold(t[None], 2 * r + 1, padding=r)[0]  # noqa: E731 -- (C * 49, h * w)
+
+    def unfold(t: torch.Tensor) -> torch.Tensor:  # (C, h, w) -> every pixel's patch, (C * 49, h * w)
+        return F.unfold(t[None], 2 * r + 1, padding=r)[0]
+
     bank = unfold(img)[:, src_y * w + src_x].T  # (sources, C * 49)
     img = img.clone()
     filled = ~hole
