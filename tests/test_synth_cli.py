@@ -180,6 +180,13 @@ def test_bad_inputs_are_one_line_errors(model_dir, media, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")
     cases.append(((model_dir, refs[:1], broken, out), 3, str(broken)))
+    broken_heic = tmp_path / "broken.heic"  # a phone photo cut off inside its boxes
+    broken_heic.write_bytes(
+        b"\x00\x00\x00\x14ftypheic\x00\x00\x00\x00mif1\x00\x00\x00\x40meta\x00\x00\x00\x00"
+    )
+    cases.append(
+        ((model_dir, [broken_heic], drive, out), 3, f"cannot read image {broken_heic}: broken HEIF file")
+    )
     for args, code, text in cases:
         result = _synth(*args)
         assert result.exit_code == code, (args, result.output)

@@ -11,6 +11,7 @@ import numpy as np
 
 from fewshotv2v.errors import InputError
 from fewshotv2v.video.exif import exif_orientation, upright
+from fewshotv2v.video.heif import is_heif, read_heif
 from fewshotv2v.video.types import _AV_ERRORS, IMAGE_SUFFIXES
 
 # --------------------------------------------------------------------------------------------------
@@ -25,10 +26,18 @@ def is_image_file(path: str | Path) -> bool:
 def read_image(path: str | Path, *, gray: bool = False) -> np.ndarray:
     """Read an image file -> `uint8 (H, W, 3)` RGB (or `uint8 (H, W)` with `gray=True`), upright: its
     EXIF orientation (a phone's portrait photo stored as landscape pixels) is applied (`video.exif`).
-    Transparent pixels are shown over white."""
+    Transparent pixels are shown over white. HEIF / HEIC / AVIF photos are put together from their tiles
+    and turned by their own properties (`video.heif`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        raise InputError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    if is_heif(head):
+        return read_heif(path, gray=gray)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".avif", ".tif", ".tiff")
+IMAGE_SUFFIXES = (
+    *(".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"),
+    *(".avif", ".heic", ".heif", ".hif"),  # HEIF containers (`video.heif`)
+)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif", ".flv", ".ts")
 DEFAULT_FOLDER_FPS = 25.0
 
