@@ -500,10 +500,14 @@ def test_summary_counts_frames_without_a_person_and_person_changes():
     assert twice.summary().endswith("someone else followed 2 times")
     jumps = SynthesisResult(**base, frames_without_person=0, frames_held=0, frames_empty=0, jumps_ignored=3)
     assert jumps.summary().endswith(
-        "; 3 detections ignored as glitches (the person's height jumped), last keypoints kept"
+        "; 3 detections ignored as glitches (a sudden jump in size or place), last keypoints kept"
     )
     one = SynthesisResult(**base, frames_without_person=0, frames_held=0, frames_empty=0, jumps_ignored=1)
     assert "; 1 detection ignored as glitches" in one.summary()
+    cut = SynthesisResult(**base, frames_without_person=0, frames_held=0, frames_empty=0, new_shots=2)
+    assert cut.summary().endswith(
+        "; 2 cuts in the driving video, the face taken afresh at the reference's place"
+    )
 
 
 def test_a_detection_whose_height_jumps_is_held_over_as_a_glitch():
@@ -534,5 +538,42 @@ def test_a_detection_whose_height_jumps_is_held_over_as_a_glitch():
     np.testing.assert_array_equal(out[-1], squashed)
     assert lasting.stats.jumps_ignored == JUMP_HOLD
 
-    face = DrivingKeypoints(None, mode="face", smoothing=False)  # faces are not checked
-    np.testing.assert_array_equal([face(image, k, None)[0] for k in [me, squashed]][1], squashed)
+    assert not lasting.new_shot  # a pose jump that lasts is the person's own: no new shot
+
+
+def _face_at(centre: tuple[float, float], radius: float) -> np.ndarray:
+    """(137, 3) keypoints of one 70-point face (a fixed random shape) of RMS `radius` px at `centre`."""
+    pts = np.random.default_rng(0).normal(size=(70, 2))
+    pts = (pts - pts.mean(0)) / np.sqrt((pts**2).sum(1).mean())
+    kps = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+    kps[FACE, :2] = pts * radius + centre
+    kps[FACE, 2] = 1.0
+    return kps
+
+
+def test_a_cut_in_the_driving_video_starts_the_face_at_the_references_place_and_size():
+    """A talking-head clip that cuts to another shot (the face elsewhere, 1.5 x as big): after the
+    glitch hold, the new shot's face is retargeted as frame 0 was, not shrunk and moved by its size and
+    place relative to the first shot's (the astronaut's face shrank and slid up after such a cut). Small
+    moves are motion, not cuts."""
+    from fewshotv2v.config import ModelConfig
+    from fewshotv2v.inference.driving import LabelMaker, drive_source
+    from fewshotv2v.inference.producer import InputPlan, frame_inputs
+    from fewshotv2v.semantics.tracking import JUMP_HOLD
+
+    config = ModelConfig.preset("tiny-face")
+    maker = LabelMaker(config, _face_at((config.width / 2, config.height / 2), 10))
+    first, moved = _face_at((60, 50), 12), _face_at((64, 52), 12.3)  # 0.36 radii, 1.025 x: motion
+    cut = _face_at((110, 90), 18)
+    faces = [first, moved, first] + [cut] * (JUMP_HOLD + 2)
+    plan = InputPlan(frames=maker, hold_frames=0, smoothing=False)
+    source = drive_source([np.zeros((160, 160, 3), np.uint8)] * len(faces), keypoints=faces)
+    items = list(frame_inputs(plan, source, None))
+    labels = [item.label for item in items]
+    assert not np.allclose(labels[1], labels[0])  # the small move is drawn
+    for held in labels[3 : 3 + JUMP_HOLD]:
+        np.testing.assert_array_equal(held, labels[2])  # the cut's first frames: a glitch, held over
+    np.testing.assert_allclose(labels[3 + JUMP_HOLD], labels[0], atol=1e-5)  # then taken afresh
+    np.testing.assert_allclose(labels[-1], labels[0], atol=1e-5)
+    counts = items[-1].counts
+    assert counts.new_shots == 1 and counts.jumps_ignored == JUMP_HOLD and counts.person_changes == 0

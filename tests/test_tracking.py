@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fewshotv2v.semantics import keypoints as kp
 from fewshotv2v.semantics.backends.base import Detection
@@ -130,3 +131,26 @@ def test_height_jump_guard_ignores_a_glitch_for_at_most_hold_detections():
     guard.reset()
     assert guard(tall) is False  # after a reset the next one is taken at its height
     assert [HeightJumpGuard(0.0)(k) for k in [tall, short]] == [False, False]  # 0: no check
+
+
+def test_face_jump_guard_watches_the_face_place_and_reports_a_jump_that_lasts():
+    from fewshotv2v.semantics.keypoints import FACE
+    from fewshotv2v.semantics.tracking import HeightJumpGuard, face_measure
+
+    def face(x: float, radius: float = 10.0) -> np.ndarray:
+        k = np.zeros((137, 3), np.float32)
+        angle = np.linspace(0, 2 * np.pi, 70, endpoint=False)
+        k[FACE, 0], k[FACE, 1], k[FACE, 2] = x + radius * np.cos(angle), 50 + radius * np.sin(angle), 1.0
+        return k
+
+    centre, size = face_measure(face(40))
+    np.testing.assert_allclose(centre, (40, 50), atol=1e-4)
+    assert size == pytest.approx(10.0)
+    guard = HeightJumpGuard.for_mode("face")  # 1.2 x in size, 0.8 radii in place
+    assert [guard(k) for k in [face(40), face(47), face(60), face(47)]] == [False, False, True, False]
+    assert not guard.lasted  # the jump to 60 did not last
+    assert [guard(k) for k in [face(47, 13), face(47, 13), face(47, 13)]] == [True, True, False]
+    assert guard.lasted  # the jump in size lasted: a new shot
+    assert guard(face(48, 13)) is False and not guard.lasted
+    body = HeightJumpGuard.for_mode("pose")
+    assert body.shift == 0 and body.limit == 1.2  # pose: height only, as before

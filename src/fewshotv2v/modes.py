@@ -50,8 +50,16 @@ class Mode:
     # A detection whose person height differs from the last accepted one's by more than this factor is a
     # detector glitch (a walker folded in half, legs read as arms), ignored by synthesis and preprocessing
     # (`semantics.tracking.HeightJumpGuard`); 0 = no check. In vtest.avi 2.3 % of a tracked walker's
-    # frames jumped by more than 1.2.
+    # frames jumped by more than 1.2. Faces: their radius (`tracking.face_measure`), 1.2 too.
     height_jump: float = 0.0
+    # ... or whose centre moved by more than this many sizes (0 = not checked). Faces: 0.8 radii; in five
+    # real talking-head videos (7000 frames) a face moved at most 0.37 radii and grew at most 1.05 x
+    # between frames, while a cut to another shot jumped 0.6 radii and 1.4 x.
+    jump_shift: float = 0.0
+    # A jump that lasts is a cut in the driving video (a new shot): the subject is then taken afresh, at
+    # the reference's place and size, as when someone else is followed. Pose: no (a jump in height that
+    # lasts is the person's own: a crouch, legs hidden behind a table).
+    new_shot_on_jump: bool = False
 
     def crop_box(self, kps, hw: tuple[int, int], *, aspect: float = 0.5, clamp: bool = True):
         """Crop box `(4,)` float32 x0, y0, x1, y1 in frame pixels for keypoints `kps (137, 3)`."""
@@ -115,6 +123,9 @@ MODES: dict[str, Mode] = {
         quality_min_points=20,
         framing="face",
         smoothing=(10.0, 64.0),
+        height_jump=1.2,
+        jump_shift=0.8,
+        new_shot_on_jump=True,
     ),
     "street": Mode(
         name="street",

@@ -64,6 +64,7 @@ class SynthesisResult:
     finetune_steps: int = 0
     person_changes: int = 0  # times the driving person was lost and someone else followed
     jumps_ignored: int = 0  # detections ignored because the person's height jumped (a detector glitch)
+    new_shots: int = 0  # cuts in the driving video after which the face was taken afresh
 
     def summary(self) -> str:
         """One line: frames, seconds, frames/s, output path, frames without a person."""
@@ -78,7 +79,12 @@ class SynthesisResult:
             line += f"; the driving person was lost and someone else followed {times}"
         if self.jumps_ignored:
             detections = "1 detection" if self.jumps_ignored == 1 else f"{self.jumps_ignored} detections"
-            line += f"; {detections} ignored as glitches (the person's height jumped), last keypoints kept"
+            line += (
+                f"; {detections} ignored as glitches (a sudden jump in size or place), last keypoints kept"
+            )
+        if self.new_shots:
+            cuts = "1 cut" if self.new_shots == 1 else f"{self.new_shots} cuts"
+            line += f"; {cuts} in the driving video, the face taken afresh at the reference's place"
         return line
 
 
@@ -480,6 +486,7 @@ class Pipeline:
             stats.frames_held, stats.frames_empty = item.counts.frames_held, item.counts.frames_empty
             stats.person_changes = item.counts.person_changes
             stats.jumps_ignored = item.counts.jumps_ignored
+            stats.new_shots = item.counts.new_shots
             stats.frames += 1
             yield compose(item.image, label_to_image(label), result) if side_by_side else result
 
@@ -581,6 +588,7 @@ class Pipeline:
             finetune_steps=finetune,
             person_changes=s.person_changes,
             jumps_ignored=s.jumps_ignored,
+            new_shots=s.new_shots,
         )
 
 

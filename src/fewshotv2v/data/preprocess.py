@@ -246,7 +246,7 @@ def process_source(
     reader = VideoReader(source.path, max_size=max_size, fps=fps)
     tracker = PersonTracker(person)
     smoother = OneEuroFilter.for_mode(mode, fps=out_fps)
-    jumps = HeightJumpGuard(MODES[mode].height_jump)  # a detector glitch is stored as a frame without them
+    jumps = HeightJumpGuard.for_mode(mode)  # a detector glitch is stored as a frame without them
     splitter = _ClipSplitter(writer, source, out_fps, min_gap)
     last_person_t: float | None = None
     missing = jumps_ignored = 0

@@ -7,8 +7,10 @@
   a frame without the person reuses the last good keypoints for up to `hold_frames` frames, after that an
   empty label map is rendered; both kinds are counted (`DriveStats`). A detection whose person height
   jumped since the last accepted one (a glitch: `modes.Mode.height_jump`,
-  `semantics.tracking.HeightJumpGuard`) keeps the last keypoints too, for up to `JUMP_HOLD` frames. A
-  video with nobody in its first `NO_PERSON_SECONDS` fails there (`NoPersonError`), not after the whole video.
+  `semantics.tracking.HeightJumpGuard`) keeps the last keypoints too, for up to `JUMP_HOLD` frames; for
+  faces a jump in place counts too, and one that lasts is a cut to a new shot (`new_shot`: the face is
+  taken afresh, like a new person). A video with nobody in its first `NO_PERSON_SECONDS` fails there
+  (`NoPersonError`), not after the whole video.
 - `LabelMaker`: retargeting onto the reference (`semantics.retarget`) and the label map in the reference
   crop (pose: skeleton + person mask; face: edge map).
 """
@@ -45,7 +47,8 @@ class DriveStats:
     frames_held: int = 0  # ... rendered with the last good keypoints
     frames_empty: int = 0  # ... rendered as an empty label map
     person_changes: int = 0  # times the tracker lost its person and followed someone else
-    jumps_ignored: int = 0  # detections ignored because the person's height jumped (last keypoints kept)
+    jumps_ignored: int = 0  # detections ignored because the person's size jumped (last keypoints kept)
+    new_shots: int = 0  # cuts in the driving video: the face jumped and stayed (taken afresh)
 
 
 @dataclass
@@ -161,7 +164,8 @@ class DrivingKeypoints:
 
     `__call__(image, given, t) -> (keypoints (137, 3) | None, mask (H, W) | None)`; None = no person
     (empty label map). `new_person` after a call: that frame's person is someone else than the one
-    followed so far (`semantics.tracking.PersonTracker.switched`).
+    followed so far (`semantics.tracking.PersonTracker.switched`); `new_shot`: the driving video cut to
+    another shot of them (faces). Either way the caller takes the subject afresh.
     """
 
     def __init__(
@@ -181,8 +185,9 @@ class DrivingKeypoints:
         self.give_up = max(1, round(NO_PERSON_SECONDS * fps))  # frames with nobody yet before failing
         self._last: tuple[np.ndarray, np.ndarray | None] | None = None
         self._misses = 0
-        self.jumps = HeightJumpGuard(get_mode(mode).height_jump)
-        self.new_person = False
+        self.jumps = HeightJumpGuard.for_mode(mode)
+        self.new_shot_on_jump = get_mode(mode).new_shot_on_jump
+        self.new_person = self.new_shot = False
 
     def _find(self, image: np.ndarray, given) -> tuple[np.ndarray | None, np.ndarray | None]:
         if given is not False:  # keypoints came with the frame (None = no person)
@@ -194,8 +199,13 @@ class DrivingKeypoints:
         self.new_person = self.tracker.switched
         return (None, None) if det is None else (det.keypoints, det.mask)
 
+    @property
+    def restart(self) -> bool:
+        """The last frame's subject is to be taken afresh: someone else, or a new shot."""
+        return self.new_person or self.new_shot
+
     def __call__(self, image: np.ndarray, given, t: float | None):
-        self.new_person = False
+        self.new_person = self.new_shot = False
         kps, mask = self._find(image, given)
         if kps is not None and quality(kps, self.mode) > 0:
             if self.new_person:
@@ -206,6 +216,11 @@ class DrivingKeypoints:
             if self.jumps(kps):  # a glitch (never the first detection): keep the last keypoints
                 self.stats.jumps_ignored += 1
                 return self._last
+            if self.jumps.lasted and self.new_shot_on_jump and not self.new_person:
+                self.new_shot = True  # a cut: the face stays where it jumped to
+                self.stats.new_shots += 1
+                if self.filter is not None:
+                    self.filter.reset()
             if self.filter is not None:
                 kps = self.filter(kps, t)
             self._last, self._misses = (kps, mask), 0

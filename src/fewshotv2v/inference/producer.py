@@ -106,7 +106,7 @@ def frame_inputs(plan: InputPlan, source: DriveSource, detector) -> Iterator[Fra
     frames.reset()  # a new driving video: its frame 0 fixes the driving statistics
     for image, given, t in source:
         kps, mask = keypoints(image, given, t)
-        if keypoints.new_person:  # someone else: their first frame fixes the driving statistics again
+        if keypoints.restart:  # someone else, or a new shot: this frame fixes the driving statistics again
             frames.reset()
         kept = image if plan.keep_images else None
         if isinstance(frames, Placement):

@@ -141,6 +141,11 @@ def person_height(kps: np.ndarray, threshold: float = 0.01) -> float:
     return 0.0 if ext is None else max(0.0, ext[1] - ext[0])
 
 
+def spread(points: np.ndarray) -> float:
+    """Size of a point set `(N, 2)`: RMS distance to its centroid (a face's size from its landmarks)."""
+    return float(np.sqrt(((points - points.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+
 def bbox(kps: np.ndarray, threshold: float = 0.01) -> np.ndarray:
     """Tight box ``(x0, y0, x1, y1)`` of the valid points (zeros when none)."""
     kps = np.asarray(kps, np.float32)

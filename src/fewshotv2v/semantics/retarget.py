@@ -50,6 +50,7 @@ from fewshotv2v.semantics.keypoints import (
     R_SHOULDER,
     R_WRIST,
     RIGHT_HAND,
+    spread,
 )
 
 
@@ -150,11 +151,6 @@ def _root(body: np.ndarray, min_conf: float = MIN_CONF) -> np.ndarray | None:
     return body[ok, :2].mean(axis=0).astype(np.float64) if ok.any() else None
 
 
-def _spread(points: np.ndarray) -> float:
-    """Size of a point set: RMS distance to its centroid."""
-    return float(np.sqrt(((points - points.mean(axis=0)) ** 2).sum(axis=1).mean()))
-
-
 class PoseRetargeter:
     """Maps driving whole-body keypoints onto the reference body (see the module docstring).
 
@@ -173,7 +169,7 @@ class PoseRetargeter:
         self.ref_lengths = bone_lengths(self.ref_body, min_conf)
         face = ref_kps[FACE]
         face_ok = _valid(face, min_conf)
-        self.ref_face_size = _spread(face[face_ok, :2]) if face_ok.sum() >= 3 else None
+        self.ref_face_size = spread(face[face_ok, :2]) if face_ok.sum() >= 3 else None
         self.ref_facing = facing(ref_kps, min_conf)
         self.reset()
 
@@ -201,7 +197,7 @@ class PoseRetargeter:
         self._root0 = _root(body, self.min_conf)
         face_ok = _valid(face, self.min_conf)
         if self.ref_face_size is not None and face_ok.sum() >= 3:
-            self.face_k = self.ref_face_size / max(_spread(face[face_ok, :2]), 1e-6)
+            self.face_k = self.ref_face_size / max(spread(face[face_ok, :2]), 1e-6)
         else:
             self.face_k = self.k
         # Place frame 0: centroid of the joints present in both skeletons -> the reference's centroid.
@@ -321,7 +317,7 @@ class FaceRetargeter:
         if ok.sum() < 3:
             raise ValueError("the reference has no face landmarks to retarget to")
         self.ref_centre = self.ref_face[ok, :2].mean(axis=0)
-        self.ref_size = _spread(self.ref_face[ok, :2])
+        self.ref_size = spread(self.ref_face[ok, :2])
         self.reset()
 
     def reset(self) -> None:
@@ -339,7 +335,7 @@ class FaceRetargeter:
 
     def _fit(self, face: np.ndarray, ok: np.ndarray) -> None:
         self._centre0 = face[ok, :2].mean(axis=0)
-        self.k = self.ref_size / max(_spread(face[ok, :2]), 1e-6)
+        self.k = self.ref_size / max(spread(face[ok, :2]), 1e-6)
         mapped = self._map(face)
         ref_ok = _valid(self.ref_face, self.min_conf)
         for name, idx in FACE_PARTS.items():

@@ -13,7 +13,9 @@ detector for people around the last box when none of those it reports is the per
 
 :class:`HeightJumpGuard` tells a detector glitch from the person's own motion: a detection whose person
 height differs from the last accepted one's by more than a factor (a walker folded in half for a frame,
-or merged with the person beside him) is to be ignored, for at most ``hold`` detections in a row.
+or merged with the person beside him) is to be ignored, for at most ``hold`` detections in a row. For
+faces it also watches the face's place, and a jump that lasts is a cut in the driving video (a new shot
+of another framing), which ``lasted`` reports (``HeightJumpGuard.for_mode``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from fewshotv2v.semantics.backends.base import Detection
-from fewshotv2v.semantics.keypoints import person_height, valid_mask
+from fewshotv2v.semantics.keypoints import FACE, person_extent, spread, valid_mask
 
 # Detections in a row a height jump is ignored for; one that lasts longer is real (a crouch, an occlusion).
 JUMP_HOLD = 2
@@ -160,29 +162,72 @@ class PersonTracker:
         return chosen
 
 
-class HeightJumpGuard:
-    """`guard(kps) -> True` when the detection `(137, 3)` is a glitch to ignore: its person height
-    (`keypoints.person_height`) differs from the last accepted detection's by more than `limit` x, and
-    fewer than `hold` detections in a row were ignored so far; False accepts it (its height is the new
-    reference). `limit` 0 accepts everything. `reset()` where the person was lost for good or changed:
-    the next detection is accepted whatever its height (after a short gap the last height still holds:
-    a glitch right after a missed frame would otherwise become the reference)."""
+def body_measure(kps: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(centre `(2,)`, size px) of a person: their box's centre and their height (head top to feet)."""
+    ext = person_extent(kps)
+    if ext is None:
+        return None
+    top, bottom, x0, x1 = ext
+    return np.array([(x0 + x1) / 2, (top + bottom) / 2]), max(0.0, bottom - top)
 
-    def __init__(self, limit: float, hold: int = JUMP_HOLD):
-        self.limit, self.hold = float(limit), int(hold)
+
+def face_measure(kps: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(centre `(2,)`, size px) of a face: its landmarks' centroid and RMS radius (`keypoints.spread`, as
+    the face retargeting measures it); None with fewer than 3 landmarks."""
+    face = np.asarray(kps, np.float32)[FACE]
+    ok = valid_mask(face, 0.01)
+    if ok.sum() < 3:
+        return None
+    points = face[ok, :2].astype(np.float64)
+    return points.mean(axis=0), spread(points)
+
+
+class HeightJumpGuard:
+    """`guard(kps) -> True` when the detection `(137, 3)` is a glitch to ignore: its size (`measure`: the
+    person's height, or the face's radius) differs from the last accepted detection's by more than
+    `limit` x, or (with `shift` > 0) its centre moved by more than `shift` sizes, and fewer than `hold`
+    detections in a row were ignored so far; False accepts it (its size and place are the new reference).
+    After a False, `lasted` says whether it was a jump accepted because it lasted (`hold` ignored before
+    it). `limit` 0 accepts everything. `reset()` where the person was lost for good or changed: the next
+    detection is accepted whatever its size (after a short gap the last one still holds: a glitch right
+    after a missed frame would otherwise become the reference)."""
+
+    def __init__(self, limit: float, hold: int = JUMP_HOLD, *, shift: float = 0.0, measure=body_measure):
+        self.limit, self.hold, self.shift, self.measure = float(limit), int(hold), float(shift), measure
         self.reset()
 
+    @classmethod
+    def for_mode(cls, mode: str) -> HeightJumpGuard:
+        """The guard a mode's driving keypoints go through (`modes.Mode.height_jump`, `jump_shift`)."""
+        from fewshotv2v.modes import get_mode
+
+        m = get_mode(mode)
+        return cls(
+            m.height_jump, shift=m.jump_shift, measure=face_measure if mode == "face" else body_measure
+        )
+
     def reset(self) -> None:
-        self._height: float | None = None  # px, last accepted detection's
+        self._last: tuple[np.ndarray, float] | None = None  # last accepted detection's (centre, size px)
         self._ignored = 0  # detections ignored in a row
+        self.lasted = False
+
+    def _jumped(self, now: tuple[np.ndarray, float] | None) -> bool:
+        before = self._last
+        if not (self.limit and before and now and now[1] > 0 and before[1] > 0):
+            return False
+        (c_now, s_now), (c_before, s_before) = now, before
+        if max(s_now / s_before, s_before / s_now) > self.limit:
+            return True
+        return self.shift > 0 and float(np.linalg.norm(c_now - c_before)) > self.shift * max(s_now, s_before)
 
     def __call__(self, kps: np.ndarray) -> bool:
-        now, before = person_height(kps), self._height
-        jumped = bool(self.limit and before and now > 0) and max(now / before, before / now) > self.limit
+        now = self.measure(kps)
+        jumped = self._jumped(now)
         if jumped and self._ignored < self.hold:
             self._ignored += 1
             return True
+        self.lasted = jumped
         self._ignored = 0
-        if now > 0:
-            self._height = now
+        if now is not None and now[1] > 0:
+            self._last = now
         return False
