@@ -453,6 +453,42 @@ def test_someone_else_followed_starts_at_the_references_place_and_size(tmp_path)
     np.testing.assert_allclose(switched.label, first.label, atol=1e-5)
 
 
+def test_a_cut_in_the_driving_video_starts_the_new_shot_at_the_references_place_and_size():
+    """A cut (the frames change) to a shot with the person elsewhere and bigger: they are picked afresh on
+    the cut's own frame (not lost for 30 frames, as before) and retargeted as frame 0 was; a cut to a shot
+    that zooms in on them where they stand is a new shot too (not a glitch held over)."""
+    from fewshotv2v.config import ModelConfig
+    from fewshotv2v.inference.driving import LabelMaker, drive_source
+    from fewshotv2v.inference.producer import InputPlan, frame_inputs
+
+    hw = (160, 120)
+    small = person_keypoints((80, 60))
+    elsewhere = person_keypoints(hw)  # twice as big, in the middle
+    elsewhere[:, :2] += (30, 0)
+    zoomed = small.copy()
+    zoomed[:, :2] = (small[:, :2] - small[1, :2]) * 1.6 + small[1, :2]  # the same place, 1.6 x as big
+
+    for after in (elsewhere, zoomed):
+        people = [small, small, after, after]
+        images = [scene_image(hw, seed=0)] * 2 + [scene_image(hw, seed=1)[::-1].copy()] * 2
+
+        class Detector:
+            def __init__(self, people):
+                self.people = iter(people)
+
+            def detect(self, image):
+                return [Detection(next(self.people), score=0.9)]
+
+        config = ModelConfig.preset("tiny")
+        maker = LabelMaker(config, person_keypoints((config.height, config.width)))
+        plan = InputPlan(frames=maker, hold_frames=0)
+        items = list(frame_inputs(plan, drive_source(images), Detector(people)))
+        np.testing.assert_allclose(items[2].label, items[0].label, atol=1e-5)
+        counts = items[-1].counts
+        assert counts.new_shots == 1 and counts.person_changes == 0 and counts.frames_without_person == 0
+        assert counts.jumps_ignored == 0
+
+
 def test_the_person_followed_is_looked_for_near_their_last_place_when_the_detector_reports_another():
     """A single-person detector that slides to a passer-by: DrivingKeypoints asks it (`detect_near`)
     for the followed person around their last box, and the frame keeps them."""
@@ -506,7 +542,7 @@ def test_summary_counts_frames_without_a_person_and_person_changes():
     assert "; 1 detection ignored as glitches" in one.summary()
     cut = SynthesisResult(**base, frames_without_person=0, frames_held=0, frames_empty=0, new_shots=2)
     assert cut.summary().endswith(
-        "; 2 cuts in the driving video, the face taken afresh at the reference's place"
+        "; 2 cuts in the driving video, each new shot started at the reference's place"
     )
 
 

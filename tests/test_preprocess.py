@@ -296,3 +296,24 @@ def test_a_detection_whose_height_jumps_is_stored_as_a_frame_without_the_person(
     result = _cli(tmp_path / "j.mp4", "-o", tmp_path / "ds2")
     assert result.exit_code == 0, result.output
     assert "frames without person: 1 (1 detection ignored as glitches)," in result.output
+
+
+def test_a_cut_to_another_shot_starts_a_new_clip(tmp_path, fake):
+    """Ten frames of one shot, then a cut to another background with the person elsewhere: two clips, the
+    second from the cut's own frame (the person picked afresh there, not lost for 30 frames)."""
+
+    def frames():
+        for i in range(20):
+            img = np.full((H, W, 3), 10, np.uint8)
+            x = 8 + i % 3 if i < 10 else 40 + i % 3
+            if i >= 10:
+                img[:, ::4] = 90  # another place: grey stripes
+            img[8:44, x : x + 16] = 230
+            yield img
+
+    write_test_video(tmp_path / "c.mp4", frames(), fps=10)
+    summary = P.preprocess([tmp_path / "c.mp4"], tmp_path / "ds", mode="pose", backend=fake)
+    ds = open_dataset(tmp_path / "ds")
+    assert [c.name for c in ds] == ["c_part01", "c_part02"]
+    assert [c.num_frames for c in ds] == [10, 10] and summary.frames_without_person == 0
+    assert ds.clips[1].crops[0][0] > ds.clips[0].crops[-1][2] - 16  # the new clip starts at the new place

@@ -154,3 +154,52 @@ def test_face_jump_guard_watches_the_face_place_and_reports_a_jump_that_lasts():
     assert guard(face(48, 13)) is False and not guard.lasted
     body = HeightJumpGuard.for_mode("pose")
     assert body.shift == 0 and body.limit == 1.2  # pose: height only, as before
+
+
+def test_a_person_not_where_they_were_after_a_cut_is_picked_afresh_at_once():
+    tr = PersonTracker()
+    tr.update([person_at(100)])
+    elsewhere = person_at(400, h=160)
+    assert tr.update([elsewhere]) is None  # without a cut: lost (until reacquire_after frames)
+    tr = PersonTracker()
+    tr.update([person_at(100)])
+    assert tr.update([elsewhere], cut=True) is elsewhere and tr.new_shot and not tr.switched
+    assert tr.update([person_at(404, h=160)]) is not None and not tr.new_shot  # followed from here on
+    still = PersonTracker()
+    still.update([person_at(100)])
+    assert (
+        still.update([person_at(103)], cut=True) is not None and not still.new_shot
+    )  # found where they were
+
+
+def _shot(seed: int, hw=(90, 120)) -> np.ndarray:
+    """A frame of one "shot": smooth random blobs, the same for the same seed."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[: hw[0], : hw[1]] / 20.0
+    image = sum(
+        np.sin(x * rng.uniform(0.5, 2) + rng.uniform(0, 6)) * np.cos(y * rng.uniform(0.5, 2))
+        for _ in range(3)
+    )
+    image = (image - image.min()) / (image.max() - image.min()) * 200 + 20
+    return np.repeat(image[..., None], 3, axis=2).astype(np.uint8)
+
+
+def test_scene_cuts_are_found_and_motion_light_and_noise_are_not():
+    from fewshotv2v.semantics.tracking import SceneCuts
+
+    a, b = _shot(1), _shot(2)
+    rng = np.random.default_rng(0)
+    frames = [
+        a,
+        np.roll(a, 3, axis=1),  # a camera pan
+        np.clip(a.astype(int) + 35, 0, 255).astype(np.uint8),  # the light comes on
+        np.clip(a.astype(int) + rng.normal(0, 12, a.shape), 0, 255).astype(np.uint8),  # sensor noise
+        b,  # the cut
+        b,
+        np.zeros_like(b),  # a cut to black
+        np.zeros_like(b),
+    ]
+    cuts = SceneCuts()
+    assert [cuts(f) for f in frames] == [False, False, False, False, True, False, True, False]
+    cuts.reset()
+    assert cuts(b) is False  # after a reset the next frame starts afresh

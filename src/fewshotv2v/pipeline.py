@@ -64,7 +64,7 @@ class SynthesisResult:
     finetune_steps: int = 0
     person_changes: int = 0  # times the driving person was lost and someone else followed
     jumps_ignored: int = 0  # detections ignored because the person's height jumped (a detector glitch)
-    new_shots: int = 0  # cuts in the driving video after which the face was taken afresh
+    new_shots: int = 0  # cuts in the driving video after which the driver was taken afresh
 
     def summary(self) -> str:
         """One line: frames, seconds, frames/s, output path, frames without a person."""
@@ -84,7 +84,7 @@ class SynthesisResult:
             )
         if self.new_shots:
             cuts = "1 cut" if self.new_shots == 1 else f"{self.new_shots} cuts"
-            line += f"; {cuts} in the driving video, the face taken afresh at the reference's place"
+            line += f"; {cuts} in the driving video, each new shot started at the reference's place"
         return line
 
 

@@ -129,7 +129,8 @@ def check_output(out: Path, inputs: Sequence[str | Path]) -> None:
 
 class _ClipSplitter:
     """Writes the frames of one source into clip parts; a gap of `min_gap` seconds without the person
-    closes the current part (and resets tracking and smoothing)."""
+    closes the current part (and resets tracking and smoothing), and so does a cut to another shot
+    (`cut`): a clip's consecutive frames are one shot, so the flow between them is motion."""
 
     def __init__(self, writer: DatasetWriter, source: Source, fps: float, min_gap: float):
         self.writer, self.source, self.fps, self.min_gap = writer, source, fps, min_gap
@@ -170,6 +171,12 @@ class _ClipSplitter:
             self.current = None
             return True
         return False
+
+    def cut(self) -> None:
+        """A cut in the video: the next frame with the person starts a new part (frames without the person
+        just before the cut stay out of both)."""
+        self.pending.clear()
+        self.current = None
 
     def finish(self, extra_meta: dict) -> list[str]:
         """Close every part: `name` if there is one, else `name_part01`, `name_part02`, ..."""
@@ -237,7 +244,7 @@ def process_source(
 ) -> list[str]:
     """Detect, track, smooth and store one pose / face source; returns the clip names written."""
     from fewshotv2v.semantics.smoothing import OneEuroFilter
-    from fewshotv2v.semantics.tracking import HeightJumpGuard, PersonTracker
+    from fewshotv2v.semantics.tracking import HeightJumpGuard, PersonTracker, SceneCuts
     from fewshotv2v.video import VideoReader, probe
 
     info = probe(source.path)
@@ -247,14 +254,20 @@ def process_source(
     tracker = PersonTracker(person)
     smoother = OneEuroFilter.for_mode(mode, fps=out_fps)
     jumps = HeightJumpGuard.for_mode(mode)  # a detector glitch is stored as a frame without them
+    cuts = SceneCuts()  # a cut to another shot of the person (elsewhere, or resized) starts a new clip
     splitter = _ClipSplitter(writer, source, out_fps, min_gap)
     last_person_t: float | None = None
     missing = jumps_ignored = 0
     try:
         for frame in reader:
-            det = tracker.track(backend, frame.image)
+            cut = cuts(frame.image)
+            det = tracker.track(backend, frame.image, cut=cut)
             if tracker.switched:
                 jumps.reset()
+            if tracker.new_shot or (cut and det is not None and jumps.jumped(det.keypoints)):
+                jumps.reset()  # a new shot: the person taken as they are in it, in a clip of its own
+                smoother.reset()
+                splitter.cut()
             if det is not None and jumps(det.keypoints):
                 det, jumps_ignored = None, jumps_ignored + 1
             hw = frame.image.shape[:2]

@@ -8,9 +8,12 @@
   empty label map is rendered; both kinds are counted (`DriveStats`). A detection whose person height
   jumped since the last accepted one (a glitch: `modes.Mode.height_jump`,
   `semantics.tracking.HeightJumpGuard`) keeps the last keypoints too, for up to `JUMP_HOLD` frames; for
-  faces a jump in place counts too, and one that lasts is a cut to a new shot (`new_shot`: the face is
-  taken afresh, like a new person). A video with nobody in its first `NO_PERSON_SECONDS` fails there
-  (`NoPersonError`), not after the whole video.
+  faces a jump in place counts too, and one that lasts is a cut to a new shot. Cuts are also found in
+  the frames themselves (`semantics.tracking.SceneCuts`): at a cut, a person no longer found where they
+  were is picked afresh, and one who jumped in size or place is taken as they are; either way `new_shot`
+  is set (the subject is taken afresh, like a new person).
+  A video with nobody in its first `NO_PERSON_SECONDS` fails there (`NoPersonError`), not after the
+  whole video.
 - `LabelMaker`: retargeting onto the reference (`semantics.retarget`) and the label map in the reference
   crop (pose: skeleton + person mask; face: edge map).
 """
@@ -32,7 +35,7 @@ from fewshotv2v.semantics.crops import crop_image
 from fewshotv2v.semantics.label_maps import build_label_map
 from fewshotv2v.semantics.retarget import PoseRetargeter, make_retargeter
 from fewshotv2v.semantics.smoothing import OneEuroFilter
-from fewshotv2v.semantics.tracking import HeightJumpGuard, PersonTracker
+from fewshotv2v.semantics.tracking import HeightJumpGuard, PersonTracker, SceneCuts
 
 DEFAULT_FPS = 25.0
 NO_PERSON_SECONDS = 2.0  # a driving video with nobody in its first 2 s fails then, not after the whole video
@@ -48,7 +51,7 @@ class DriveStats:
     frames_empty: int = 0  # ... rendered as an empty label map
     person_changes: int = 0  # times the tracker lost its person and followed someone else
     jumps_ignored: int = 0  # detections ignored because the person's size jumped (last keypoints kept)
-    new_shots: int = 0  # cuts in the driving video: the face jumped and stayed (taken afresh)
+    new_shots: int = 0  # cuts in the driving video after which the subject was taken afresh
 
 
 @dataclass
@@ -187,16 +190,17 @@ class DrivingKeypoints:
         self._misses = 0
         self.jumps = HeightJumpGuard.for_mode(mode)
         self.new_shot_on_jump = get_mode(mode).new_shot_on_jump
+        self.cuts = SceneCuts()
         self.new_person = self.new_shot = False
 
-    def _find(self, image: np.ndarray, given) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _find(self, image: np.ndarray, given, cut: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
         if given is not False:  # keypoints came with the frame (None = no person)
             kps = None if given is None else np.asarray(given, np.float32)
             return kps, None
         if self.detector is None:
             raise InputError('backend "none" needs driving keypoints')
-        det = self.tracker.track(self.detector, image)
-        self.new_person = self.tracker.switched
+        det = self.tracker.track(self.detector, image, cut=cut)
+        self.new_person, self.new_shot = self.tracker.switched, self.tracker.new_shot
         return (None, None) if det is None else (det.keypoints, det.mask)
 
     @property
@@ -206,18 +210,22 @@ class DrivingKeypoints:
 
     def __call__(self, image: np.ndarray, given, t: float | None):
         self.new_person = self.new_shot = False
-        kps, mask = self._find(image, given)
+        cut = self.cuts(image)
+        kps, mask = self._find(image, given, cut)
         if kps is not None and quality(kps, self.mode) > 0:
-            if self.new_person:
-                self.stats.person_changes += 1
+            # At a cut, a jump in size or place is the new shot's framing, not a glitch.
+            self.new_shot = self.new_shot or (cut and not self.new_person and self.jumps.jumped(kps))
+            if self.new_person or self.new_shot:
+                self.stats.person_changes += int(self.new_person)
+                self.stats.new_shots += int(self.new_shot)
                 self.jumps.reset()  # taken at their own height
                 if self.filter is not None:
-                    self.filter.reset()  # never slide from the last person's joints to this one's
+                    self.filter.reset()  # never slide from the last person's (or shot's) joints to these
             if self.jumps(kps):  # a glitch (never the first detection): keep the last keypoints
                 self.stats.jumps_ignored += 1
                 return self._last
-            if self.jumps.lasted and self.new_shot_on_jump and not self.new_person:
-                self.new_shot = True  # a cut: the face stays where it jumped to
+            if self.jumps.lasted and self.new_shot_on_jump:  # a face that jumped and stayed: a cut
+                self.new_shot = True
                 self.stats.new_shots += 1
                 if self.filter is not None:
                     self.filter.reset()
