@@ -118,3 +118,23 @@ def test_other_codings_are_refused_by_name(tmp_path):
     (tmp_path / "v.heic").write_bytes(data)
     with pytest.raises(InputError, match=r"v\.heic: HEIF images of type 'vvc1' are not supported"):
         read_image(tmp_path / "v.heic")
+
+
+def test_an_avif_photo_decodes_through_its_av1_item(tmp_path):
+    """FFmpeg's own AVIF muxer writes the file (one AV1 item); it is read by the same item path."""
+    import av
+
+    try:
+        av.codec.Codec("libsvtav1", "w")
+    except ValueError:  # UnknownCodecError: a PyAV build without the AV1 encoder
+        pytest.skip("no AV1 encoder in this PyAV build")
+    photo = _photo(64, 96)
+    with av.open(str(tmp_path / "p.avif"), "w", format="avif") as out:
+        stream = out.add_stream("libsvtav1", rate=1, options={"crf": "10"})
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for packet in stream.encode(av.VideoFrame.from_ndarray(photo, format="rgb24")):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    assert is_heif((tmp_path / "p.avif").read_bytes()[:64])
+    assert _close(read_image(tmp_path / "p.avif"), photo, tol=4.0)
