@@ -300,6 +300,29 @@ class PoseRetargeter:
         return np.array([x0, y0, x0 + out_hw[1] / self.k, y0 + out_hw[0] / self.k], np.float32)
 
 
+# The mouth's inner lips (iBUG 68): the upper ones over the lower ones (61-67, 62-66, 63-65); the points
+# of the lower lip (outer 55-59, inner 65-67), which move down with the jaw as the mouth opens, and its
+# corners (48, 54, 60, 64), which follow the jaw part of the way (a third, as `data.synthetic` draws it).
+_INNER_UPPER, _INNER_LOWER = [61, 62, 63], [67, 66, 65]
+_LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
+_MOUTH_CORNERS = [48, 54, 60, 64]
+
+
+def _closed_mouth(face: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """`face (70, 2)` landmarks with the mouth closed: the lower lip raised by the opening between the inner
+    lips (their mean vertical gap), the corners by a third of it; nothing changes when the lips touch or
+    one of them is missing."""
+    if not ok[_INNER_UPPER + _INNER_LOWER].all():
+        return face
+    gap = float(face[_INNER_LOWER, 1].mean() - face[_INNER_UPPER, 1].mean())
+    if gap <= 0:
+        return face
+    closed = face.copy()
+    closed[_LOWER_LIP, 1] -= gap
+    closed[_MOUTH_CORNERS, 1] -= gap / 3
+    return closed
+
+
 class FaceRetargeter:
     """Maps driving face landmarks onto the reference face's proportions, part by part (face mode).
 
@@ -334,16 +357,21 @@ class FaceRetargeter:
         return self.ref_centre + (face[:, :2] - centre) * self.k
 
     def _fit(self, face: np.ndarray, ok: np.ndarray) -> None:
-        self._centre0 = face[ok, :2].mean(axis=0)
-        self.k = self.ref_size / max(spread(face[ok, :2]), 1e-6)
-        mapped = self._map(face)
+        # Frame 0 is matched to the reference with both mouths closed: a driving video that starts mid-word
+        # must not make its open mouth the reference's closed one (every later mouth squashed, the closed
+        # lips thinned, the face's centre and size measured with the jaw dropped).
+        face = _closed_mouth(face[:, :2], ok)
+        self._centre0 = face[ok].mean(axis=0)
+        self.k = self.ref_size / max(spread(face[ok]), 1e-6)
         ref_ok = _valid(self.ref_face, self.min_conf)
+        mapped = self._map(face)
+        ref_face = _closed_mouth(self.ref_face[:, :2], ref_ok)
         for name, idx in FACE_PARTS.items():
             idx = np.array(idx)
             both = idx[ok[idx] & ref_ok[idx]]
             if len(both) < 2:
                 continue
-            ref_pts, drv_pts = self.ref_face[both, :2], mapped[both]
+            ref_pts, drv_pts = ref_face[both], mapped[both]
             # Per-axis spread ratio: a part keeps the reference's width and height.
             gain = np.clip(ref_pts.std(axis=0) / np.maximum(drv_pts.std(axis=0), 1e-3), *_PART_LIMITS)
             gain = np.where(drv_pts.std(axis=0) < 1e-3, 1.0, gain)  # a flat part (a line) has no spread
