@@ -240,3 +240,24 @@ def test_facing_tells_front_from_back_and_a_back_view_is_retargeted_like_the_fro
     same_way = PoseRetargeter(ref)
     same_way(front)
     assert not same_way.swapped
+
+
+def test_a_driver_who_blinks_on_the_first_frame_does_not_get_bulging_eyes():
+    """Frame 0 with the driver's eyes shut: matching the shut eye to the reference's open one drew every
+    later open eye at twice its height (the gain's limit); a flat driving eye is scaled by its width."""
+    from fewshotv2v.data.synthetic import _face_shape
+
+    def face(eyes: float, scale, centre) -> np.ndarray:
+        kps = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+        kps[FACE, :2] = _face_shape(0.0, eyes) * scale + centre
+        kps[FACE, 2] = 1.0
+        return kps
+
+    ref = face(1.0, 40, (128, 128))
+    lids = list(range(36, 42))
+    for first in (1.0, 0.05):  # the driver's eyes open on frame 0, or shut
+        rt = make_retargeter("face", ref)
+        rt(face(first, 90, (300, 260)))
+        opened = rt(face(1.0, 90, (300, 260)))[FACE, :2]
+        height, ref_height = opened[lids, 1].std(), ref[FACE, 1][lids].std()
+        assert height == pytest.approx(ref_height, rel=0.05), first

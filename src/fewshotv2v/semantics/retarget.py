@@ -308,6 +308,15 @@ _LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
 _MOUTH_CORNERS = [48, 54, 60, 64]
 
 
+_BLINK = 0.5  # a driving eye on frame 0 flatter than this fraction of the reference's is taken as closed
+
+
+def _aspect(points: np.ndarray) -> float:
+    """Height over width of a point set `(N, 2)` (their spreads): an eye's opening."""
+    std = points.std(axis=0)
+    return float(std[1] / max(std[0], 1e-6))
+
+
 def _closed_mouth(face: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """`face (70, 2)` landmarks with the mouth closed: the lower lip raised by the opening between the inner
     lips (their mean vertical gap), the corners by a third of it; nothing changes when the lips touch or
@@ -375,6 +384,15 @@ class FaceRetargeter:
             # Per-axis spread ratio: a part keeps the reference's width and height.
             gain = np.clip(ref_pts.std(axis=0) / np.maximum(drv_pts.std(axis=0), 1e-3), *_PART_LIMITS)
             gain = np.where(drv_pts.std(axis=0) < 1e-3, 1.0, gain)  # a flat part (a line) has no spread
+            lids = both[both < 68]  # an eye's lids (not its pupil)
+            if (
+                name.endswith("_eye")
+                and len(lids) >= 4
+                and _aspect(mapped[lids]) < _BLINK * _aspect(ref_face[lids])
+            ):
+                # The driver blinks on frame 0: its closed eye is not the reference's open one (every later
+                # open eye drawn up to twice its height); the eye is scaled by its width alone.
+                gain[1] = gain[0]
             self._parts[name] = (ref_pts.mean(axis=0) - drv_pts.mean(axis=0), gain, drv_pts.mean(axis=0))
 
     def __call__(self, drive_kps: np.ndarray) -> np.ndarray:
