@@ -452,6 +452,16 @@ def test_someone_else_followed_starts_at_the_references_place_and_size(tmp_path)
     assert switched.counts.person_changes == 1 and items[-1].counts.person_changes == 1
     np.testing.assert_allclose(switched.label, first.label, atol=1e-5)
 
+    # Picked up on a frame whose detection is unusable (too faint): they start at their next usable one.
+    faint = big.copy()
+    faint[:, 2] = 0.02  # tracked (> 0.01), but too few points for a usable pose (>= 0.05)
+    faint[:3, 2] = 0.9
+    people = [small, small] + [None] * gap + [faint, big, big]
+    maker.reset()
+    items = list(frame_inputs(plan, drive_source([np.zeros((*hw, 3), np.uint8)] * len(people)), Detector()))
+    np.testing.assert_allclose(items[3 + gap].label, first.label, atol=1e-5)
+    assert items[-1].counts.person_changes == 1
+
 
 def test_a_cut_in_the_driving_video_starts_the_new_shot_at_the_references_place_and_size():
     """A cut (the frames change) to a shot with the person elsewhere and bigger: they are picked afresh on

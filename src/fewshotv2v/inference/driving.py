@@ -168,7 +168,9 @@ class DrivingKeypoints:
     `__call__(image, given, t) -> (keypoints (137, 3) | None, mask (H, W) | None)`; None = no person
     (empty label map). `new_person` after a call: that frame's person is someone else than the one
     followed so far (`semantics.tracking.PersonTracker.switched`); `new_shot`: the driving video cut to
-    another shot of them (faces). Either way the caller takes the subject afresh.
+    another shot of them. Either way the caller takes the subject afresh. Both are reported on the first
+    frame whose keypoints are used: a person picked up on a frame whose detection is unusable starts
+    at their next usable one.
     """
 
     def __init__(
@@ -192,6 +194,7 @@ class DrivingKeypoints:
         self.new_shot_on_jump = get_mode(mode).new_shot_on_jump
         self.cuts = SceneCuts()
         self.new_person = self.new_shot = False
+        self._pending = (False, False)  # (new_person, new_shot) seen on a frame with unusable keypoints
 
     def _find(self, image: np.ndarray, given, cut: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
         if given is not False:  # keypoints came with the frame (None = no person)
@@ -213,6 +216,11 @@ class DrivingKeypoints:
         cut = self.cuts(image)
         kps, mask = self._find(image, given, cut)
         if kps is not None and quality(kps, self.mode) > 0:
+            self.new_person, self.new_shot = (
+                self.new_person or self._pending[0],
+                self.new_shot or self._pending[1],
+            )
+            self._pending = (False, False)
             # At a cut, a jump in size or place is the new shot's framing, not a glitch.
             self.new_shot = self.new_shot or (cut and not self.new_person and self.jumps.jumped(kps))
             if self.new_person or self.new_shot:
@@ -233,6 +241,8 @@ class DrivingKeypoints:
                 kps = self.filter(kps, t)
             self._last, self._misses = (kps, mask), 0
             return kps, mask
+        self._pending = (self._pending[0] or self.new_person, self._pending[1] or self.new_shot)
+        self.new_person = self.new_shot = False
         self.stats.frames_without_person += 1
         self._misses += 1
         if self._last is None and self._misses >= self.give_up:  # nobody in any frame so far
