@@ -52,7 +52,7 @@ class Mode:
     # (`semantics.tracking.HeightJumpGuard`); 0 = no check. In vtest.avi 2.3 % of a tracked walker's
     # frames jumped by more than 1.2. Faces: their radius (`tracking.face_measure`), 1.2 too.
     height_jump: float = 0.0
-    # ... or whose centre moved by more than this many sizes (0 = not checked). Faces: 0.8 radii; in five
+    # ... or whose centre moved by more than this many sizes (0 = not checked). Faces: 0.8 radii; in four
     # real talking-head videos (7000 frames) a face moved at most 0.37 radii and grew at most 1.05 x
     # between frames, while a cut to another shot jumped 0.6 radii and 1.4 x.
     jump_shift: float = 0.0
