@@ -316,4 +316,7 @@ def test_a_cut_to_another_shot_starts_a_new_clip(tmp_path, fake):
     ds = open_dataset(tmp_path / "ds")
     assert [c.name for c in ds] == ["c_part01", "c_part02"]
     assert [c.num_frames for c in ds] == [10, 10] and summary.frames_without_person == 0
+    assert summary.cuts == 1
+    result = _cli(tmp_path / "c.mp4", "-o", tmp_path / "cli")
+    assert result.exit_code == 0 and "cuts to another shot (a new clip each): 1," in result.output
     assert ds.clips[1].crops[0][0] > ds.clips[0].crops[-1][2] - 16  # the new clip starts at the new place

@@ -112,6 +112,7 @@ def preprocess(
         f"clips written: {len(summary.clips)}, skipped (complete): {len(summary.skipped_sources)}, "
         f"frames: {summary.frames}, frames without person: {summary.frames_without_person}"
         + (f" ({ignored} ignored as glitches)" if summary.jumps_ignored else "")
+        + (f", cuts to another shot (a new clip each): {summary.cuts}" if summary.cuts else "")
         + f", undecodable frames skipped: {summary.undecodable_frames}"
         + (f", failed: {len(summary.failed)}" if summary.failed else "")
     )

@@ -64,7 +64,8 @@ class PreprocessSummary:
     skipped_sources: list[str] = field(default_factory=list)  # already complete (resume)
     frames: int = 0  # frames stored
     frames_without_person: int = 0  # decoded frames where the tracked person was not found
-    jumps_ignored: int = 0  # ... of which the detection was ignored: the person's height jumped (a glitch)
+    jumps_ignored: int = 0  # ... of which the detection was ignored: the person's size jumped (a glitch)
+    cuts: int = 0  # cuts to another shot of the person, each starting a new clip
     undecodable_frames: int = 0  # frames skipped because they could not be decoded
     failed: list[SourceFailure] = field(default_factory=list)  # sources that failed; the others ran
 
@@ -257,7 +258,7 @@ def process_source(
     cuts = SceneCuts()  # a cut to another shot of the person (elsewhere, or resized) starts a new clip
     splitter = _ClipSplitter(writer, source, out_fps, min_gap)
     last_person_t: float | None = None
-    missing = jumps_ignored = 0
+    missing = jumps_ignored = new_shots = 0
     try:
         for frame in reader:
             cut = cuts(frame.image)
@@ -268,6 +269,7 @@ def process_source(
                 jumps.reset()  # a new shot: the person taken as they are in it, in a clip of its own
                 smoother.reset()
                 splitter.cut()
+                new_shots += 1
             if det is not None and jumps(det.keypoints):
                 det, jumps_ignored = None, jumps_ignored + 1
             hw = frame.image.shape[:2]
@@ -295,6 +297,7 @@ def process_source(
     summary.frames += splitter.frames
     summary.frames_without_person += missing
     summary.jumps_ignored += jumps_ignored
+    summary.cuts += new_shots
     summary.undecodable_frames += reader.skipped_frames
     return names
 
