@@ -20,6 +20,7 @@ import numpy as np
 
 from fewshotv2v.data.synthetic_paint import Canvas, make_background, pattern_painter
 from fewshotv2v.errors import ConfigError, OutputExistsError
+from fewshotv2v.semantics.keypoints import LOWER_LIP, MOUTH_CORNERS
 
 MOTIONS = ("idle", "walk", "wave", "dance")
 HAIR_STYLES = ("short", "long", "bun", "bald")
@@ -294,8 +295,6 @@ _FACE = _face_points()
 # the mouth opens and its dark inside shows, the motion a face prior cannot paint (it only stretches the
 # lips) and a face model has to learn.
 MOUTH_DROP = 0.16
-_LOWER_LIP = [*range(55, 60), *range(65, 68)]  # outer 55..59 and inner 65..67 lower lip
-_MOUTH_CORNERS = [48, 54, 60, 64]
 
 
 EYES_MAX = 1.5  # `Pose.eyes` at its widest
@@ -310,8 +309,8 @@ def _face_shape(mouth: float, eyes: float = 1.0) -> np.ndarray:
     as a real blink does; the pupils (the eyeballs) stay."""
     pts = _FACE.copy()
     drop = MOUTH_DROP * float(np.clip(mouth, 0.0, 1.0))
-    pts[_LOWER_LIP, 1] += drop
-    pts[_MOUTH_CORNERS, 1] += drop / 3
+    pts[LOWER_LIP, 1] += drop
+    pts[MOUTH_CORNERS, 1] += drop / 3
     shut = 1.0 - float(np.clip(eyes, 0.0, EYES_MAX))  # > 0 closing, < 0 widening
     pts[_UPPER_LIDS, 1] += 2 * _EYE_HALF_HEIGHT * shut * 0.75
     pts[_LOWER_LIDS, 1] -= 2 * _EYE_HALF_HEIGHT * shut * 0.25

@@ -206,6 +206,13 @@ class DrivingKeypoints:
         self.new_person, self.new_shot = self.tracker.switched, self.tracker.new_shot
         return (None, None) if det is None else (det.keypoints, det.mask)
 
+    def _start_afresh(self) -> None:
+        """The next detection is taken at its own size and place (`jumps`), and not smoothed from the last
+        keypoints (never slide from the last person's, or shot's, joints to these)."""
+        self.jumps.reset()
+        if self.filter is not None:
+            self.filter.reset()
+
     @property
     def restart(self) -> bool:
         """The last frame's subject is to be taken afresh: someone else, or a new shot."""
@@ -226,9 +233,7 @@ class DrivingKeypoints:
             if self.new_person or self.new_shot:
                 self.stats.person_changes += int(self.new_person)
                 self.stats.new_shots += int(self.new_shot)
-                self.jumps.reset()  # taken at their own height
-                if self.filter is not None:
-                    self.filter.reset()  # never slide from the last person's (or shot's) joints to these
+                self._start_afresh()
             if self.jumps(kps):  # a glitch (never the first detection): keep the last keypoints
                 self.stats.jumps_ignored += 1
                 return self._last
@@ -254,9 +259,7 @@ class DrivingKeypoints:
         if self._last is not None and self._misses <= self.hold_frames:
             self.stats.frames_held += 1
             return self._last
-        if self.filter is not None:
-            self.filter.reset()  # the person comes back somewhere else: do not slide in
-        self.jumps.reset()  # ... and is taken at their height (a short gap keeps the last one's)
+        self._start_afresh()  # the person comes back somewhere else (a short gap keeps the last one's)
         self.stats.frames_empty += 1
         return None, None
 

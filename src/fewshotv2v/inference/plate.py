@@ -85,6 +85,11 @@ def _sources(hole: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
     return sources if allowed is None else sources & ~_grow(~allowed, r)
 
 
+def _known(hole: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """(h, w) bool: the pixels a fill may read, outside the hole and (if given) inside `allowed`."""
+    return ~hole if allowed is None else ~hole & allowed
+
+
 def _search_level(img, hole, offsets, generator, iterations: int, allowed=None):
     """One PatchMatch level. img (C, h, w), hole (h, w) bool, offsets (2, h, w) long (source - target) or
     None (random start), allowed (h, w) bool or None (see `_sources`) -> (img with its hole voted,
@@ -161,8 +166,7 @@ def _peel(img: torch.Tensor, hole: torch.Tensor, allowed: torch.Tensor | None = 
     offsets = torch.zeros(2, h, w, dtype=torch.long)
     sources = _sources(hole, allowed)
     if not sources.any():  # the smooth fill, from the allowed pixels only
-        known = ~hole if allowed is None else ~hole & allowed
-        smooth = fill_background(img[None], (~known)[None, None].float(), dilate=0)[0]
+        smooth = fill_background(img[None], (~_known(hole, allowed))[None, None].float(), dilate=0)[0]
         return torch.where(hole, smooth, img), offsets
     src_y, src_x = torch.nonzero(sources, as_tuple=True)
 
@@ -245,8 +249,7 @@ def fill_plate(
             torch.where(level_hole, start, level), level_hole, offsets, generator, iterations, level_allowed
         )
         previous = hw
-    known = ~hole if allowed is None else ~hole & allowed
-    filled = _apply_offsets(photo, hole, known, offsets, previous, img)
+    filled = _apply_offsets(photo, hole, _known(hole, allowed), offsets, previous, img)
     # The dilation keeps the person's soft edge out of the sources; where the mask is (all but) zero the
     # photo's own background is kept, or its fill would draw a halo round the person in every frame,
     # unless the pixel looks like the person: an edge the mask left out, which would stay as an outline.

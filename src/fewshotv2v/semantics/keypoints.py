@@ -68,6 +68,12 @@ FACE_CONTOURS = (
     (tuple(range(60, 68)), True),  # inner lips
 )
 R_PUPIL, L_PUPIL = 68, 69  # relative to the FACE slice
+# The mouth's moving points (iBUG 68, relative to the FACE slice; lists, for numpy indexing): the lower
+# lip (outer 55-59, inner 65-67), which drops with the jaw; the corners (outer 48, 54, inner 60, 64); the
+# inner lips facing each other, upper over lower (61-67, 62-66, 63-65).
+LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
+MOUTH_CORNERS = [48, 54, 60, 64]
+INNER_UPPER_LIP, INNER_LOWER_LIP = [61, 62, 63], [67, 66, 65]
 
 HEAD_POINTS = (NOSE, R_EYE, L_EYE, R_EAR, L_EAR)
 FEET_POINTS = (R_ANKLE, L_ANKLE, L_BIG_TOE, L_SMALL_TOE, L_HEEL, R_BIG_TOE, R_SMALL_TOE, R_HEEL)

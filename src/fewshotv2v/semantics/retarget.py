@@ -38,10 +38,14 @@ from fewshotv2v.semantics.keypoints import (
     BODY,
     BODY_LIMBS,
     FACE,
+    INNER_LOWER_LIP,
+    INNER_UPPER_LIP,
     L_PUPIL,
     L_SHOULDER,
     L_WRIST,
     LEFT_HAND,
+    LOWER_LIP,
+    MOUTH_CORNERS,
     NECK,
     NOSE,
     NUM_BODY,
@@ -300,14 +304,6 @@ class PoseRetargeter:
         return np.array([x0, y0, x0 + out_hw[1] / self.k, y0 + out_hw[0] / self.k], np.float32)
 
 
-# The mouth's inner lips (iBUG 68): the upper ones over the lower ones (61-67, 62-66, 63-65); the points
-# of the lower lip (outer 55-59, inner 65-67), which move down with the jaw as the mouth opens, and its
-# corners (48, 54, 60, 64), which follow the jaw part of the way (a third, as `data.synthetic` draws it).
-_INNER_UPPER, _INNER_LOWER = [61, 62, 63], [67, 66, 65]
-_LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
-_MOUTH_CORNERS = [48, 54, 60, 64]
-
-
 _BLINK = 0.5  # a driving eye on frame 0 flatter than this fraction of the reference's is taken as closed
 
 
@@ -319,16 +315,16 @@ def _aspect(points: np.ndarray) -> float:
 
 def _closed_mouth(face: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """`face (70, 2)` landmarks with the mouth closed: the lower lip raised by the opening between the inner
-    lips (their mean vertical gap), the corners by a third of it; nothing changes when the lips touch or
-    one of them is missing."""
-    if not ok[_INNER_UPPER + _INNER_LOWER].all():
+    lips (their mean vertical gap), the corners by a third of it (they follow the jaw part of the way, as
+    `data.synthetic` draws them); nothing changes when the lips touch or one of them is missing."""
+    if not ok[INNER_UPPER_LIP + INNER_LOWER_LIP].all():
         return face
-    gap = float(face[_INNER_LOWER, 1].mean() - face[_INNER_UPPER, 1].mean())
+    gap = float(face[INNER_LOWER_LIP, 1].mean() - face[INNER_UPPER_LIP, 1].mean())
     if gap <= 0:
         return face
     closed = face.copy()
-    closed[_LOWER_LIP, 1] -= gap
-    closed[_MOUTH_CORNERS, 1] -= gap / 3
+    closed[LOWER_LIP, 1] -= gap
+    closed[MOUTH_CORNERS, 1] -= gap / 3
     return closed
 
 
@@ -384,7 +380,7 @@ class FaceRetargeter:
             # Per-axis spread ratio: a part keeps the reference's width and height.
             gain = np.clip(ref_pts.std(axis=0) / np.maximum(drv_pts.std(axis=0), 1e-3), *_PART_LIMITS)
             gain = np.where(drv_pts.std(axis=0) < 1e-3, 1.0, gain)  # a flat part (a line) has no spread
-            lids = both[both < 68]  # an eye's lids (not its pupil)
+            lids = both[both < min(R_PUPIL, L_PUPIL)]  # an eye's lids (not its pupil)
             if (
                 name.endswith("_eye")
                 and len(lids) >= 4

@@ -27,6 +27,8 @@ also reads as a cut).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from fewshotv2v.semantics.backends.base import Detection
@@ -173,6 +175,15 @@ class PersonTracker:
         return chosen
 
 
+@functools.lru_cache(maxsize=8)
+def _sample_grid(height: int, width: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices `(rows, 1)`, `(1, cols)` of an evenly spaced grid over a frame (the same for
+    every frame of a video)."""
+    ys = np.linspace(0, height - 1, rows).round().astype(np.intp)
+    xs = np.linspace(0, width - 1, cols).round().astype(np.intp)
+    return ys[:, None], xs[None, :]
+
+
 class SceneCuts:
     """`cuts(image) -> True` on the first frame of a new shot (a cut in the video).
 
@@ -199,9 +210,8 @@ class SceneCuts:
         # A grid of 4 x 4 samples per thumbnail pixel, averaged: under 1 ms for any frame size (swscale's
         # area filter over a 768 x 576 frame took 4.5 ms).
         w, h = self.THUMB
-        ys = np.linspace(0, image.shape[0] - 1, 4 * h).round().astype(np.intp)
-        xs = np.linspace(0, image.shape[1] - 1, 4 * w).round().astype(np.intp)
-        samples = image[ys[:, None], xs[None, :]].astype(np.float32)
+        ys, xs = _sample_grid(image.shape[0], image.shape[1], 4 * h, 4 * w)
+        samples = image[ys, xs].astype(np.float32)
         samples = samples.mean(axis=2) if samples.ndim == 3 else samples
         thumb = samples.reshape(h, 4, w, 4).mean(axis=(1, 3))
         last, self._last = self._last, thumb

@@ -16,16 +16,20 @@ from pathlib import Path
 import numpy as np
 
 ORIENTATION_TAG = 0x0112
-_MAX_SCAN = 1 << 20  # metadata lies before the picture data; never read further into a huge file
+EXIF_SCAN = 1 << 20  # bytes: metadata lies before the picture data; never read further into a huge file
 
 
-def exif_orientation(path: str | Path) -> int:
-    """The file's EXIF orientation, 1-8 (1 = upright, also when there is none or it cannot be read)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_MAX_SCAN)
-    except OSError:
-        return 1
+def exif_orientation(source: str | Path | bytes) -> int:
+    """The EXIF orientation of a file (its path, or its first `EXIF_SCAN` bytes), 1-8 (1 = upright, also
+    when there is none or it cannot be read)."""
+    if isinstance(source, bytes):
+        head = source[:EXIF_SCAN]
+    else:
+        try:
+            with open(source, "rb") as f:
+                head = f.read(EXIF_SCAN)
+        except OSError:
+            return 1
     try:
         if head.startswith(b"\xff\xd8"):
             tiff = _jpeg_exif(head)
@@ -112,4 +116,4 @@ def _tiff_orientation(tiff: bytes) -> int:
     return 1
 
 
-__all__ = ["exif_orientation", "upright"]
+__all__ = ["EXIF_SCAN", "exif_orientation", "upright"]

@@ -345,13 +345,12 @@ def _alpha_of(primary: _Item, items: dict[int, _Item]) -> _Item | None:
 
 
 def _over_white(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """`image` laid over white with `alpha (H', W')` (scaled to the image if its size differs)."""
-    if alpha.shape[:2] != image.shape[:2]:
-        from fewshotv2v.video.images import resize_image
+    """`image` laid over white with `alpha (H', W')`, scaled to the image if its size differs."""
+    from fewshotv2v.video.images import over_white, resize_image  # images imports this module
 
+    if alpha.shape[:2] != image.shape[:2]:
         alpha = resize_image(alpha, image.shape[1], image.shape[0])
-    a = alpha.astype(np.float32)[..., None] / 255.0 if image.ndim == 3 else alpha.astype(np.float32) / 255.0
-    return (image * a + 255.0 * (1.0 - a)).round().astype(np.uint8)
+    return over_white(image, alpha)
 
 
 def _transformed(image: np.ndarray, entry: _Item) -> np.ndarray:

@@ -10,7 +10,7 @@ import av
 import numpy as np
 
 from fewshotv2v.errors import InputError
-from fewshotv2v.video.exif import exif_orientation, upright
+from fewshotv2v.video.exif import EXIF_SCAN, exif_orientation, upright
 from fewshotv2v.video.heif import is_heif, read_heif
 from fewshotv2v.video.types import _AV_ERRORS, IMAGE_SUFFIXES
 
@@ -33,7 +33,7 @@ def read_image(path: str | Path, *, gray: bool = False) -> np.ndarray:
         raise InputError(f"image not found: {path}")
     try:
         with open(path, "rb") as f:
-            head = f.read(64)
+            head = f.read(EXIF_SCAN)  # the format and the EXIF tag, read once
     except OSError as exc:
         raise InputError(f"cannot read image {path}: {exc.strerror or exc}") from None
     if is_heif(head):
@@ -43,23 +43,30 @@ def read_image(path: str | Path, *, gray: bool = False) -> np.ndarray:
             if not container.streams.video:
                 raise InputError(f"not an image: {path}")
             for frame in container.decode(video=0):
-                image = frame.to_ndarray(format="gray") if gray else _over_white(frame)
-                return upright(image, exif_orientation(path))
+                image = frame.to_ndarray(format="gray") if gray else _rgb(frame)
+                return upright(image, exif_orientation(head))
     except _AV_ERRORS as exc:
         raise InputError(f"cannot read image {path}: {_short(exc)}") from exc
     raise InputError(f"cannot read image {path}: no picture in the file")
 
 
-def _over_white(frame: av.VideoFrame) -> np.ndarray:
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
     """A decoded picture as `uint8 (H, W, 3)` RGB; one with transparency (a cut-out person in an RGBA or
-    palette PNG) laid over white, as a viewer shows it. Dropping the alpha instead showed whatever colour
-    the transparent pixels happened to hold, often black, as the person's background."""
+    palette PNG) laid over white (`over_white`)."""
     fmt = frame.format
     if not (fmt.has_palette or any(c.is_alpha for c in fmt.components)):
         return frame.to_ndarray(format="rgb24")
-    rgba = frame.to_ndarray(format="rgba").astype(np.float32)
-    alpha = rgba[..., 3:] / 255.0
-    return (rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
+    rgba = frame.to_ndarray(format="rgba")
+    return over_white(rgba[..., :3], rgba[..., 3])
+
+
+def over_white(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """`image uint8 (H, W, 3)` (or `(H, W)`) laid over white with `alpha uint8 (H, W)`, as a viewer shows a
+    transparent photo. Dropping the alpha instead showed whatever colour the transparent pixels happened
+    to hold, often black, as the person's background."""
+    a = alpha.astype(np.float32) / 255.0
+    a = a[..., None] if image.ndim == 3 else a
+    return (image * a + 255.0 * (1.0 - a)).round().astype(np.uint8)
 
 
 def encode_image(image: np.ndarray, suffix: str = ".png", *, quality: int = 95) -> bytes:
