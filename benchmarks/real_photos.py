@@ -404,6 +404,7 @@ def run_speed(models: list[str], frames: int, size: int) -> dict:
     from fewshotv2v.pipeline import Pipeline
     from fewshotv2v.semantics.backends import get_backend
     from fewshotv2v.semantics.face_motion import animate_face
+    from fewshotv2v.semantics.tracking import SceneCuts
     from fewshotv2v.video import resize_image
 
     photo = resize_image(skimage.data.astronaut(), size, size)
@@ -427,6 +428,12 @@ def run_speed(models: list[str], frames: int, size: int) -> dict:
             transform = torch.from_numpy(target.transforms[:1]) if target.transforms is not None else None
             keypoint_prior(pipe.config, ref, torch.from_numpy(target.keypoints)[None], transform)
         prior = (time.perf_counter() - t0) / frames
+        cuts = SceneCuts()  # the driving frames' cut check (`DrivingKeypoints`), on frames of this size
+        cuts(photo)
+        t0 = time.perf_counter()
+        for _ in range(frames):
+            cuts(photo)
+        cut_check = (time.perf_counter() - t0) / frames
         out[model] = {
             "output_hw": list(pipe.output_size),
             "model_hw": list(pipe.config.size),
@@ -434,6 +441,7 @@ def run_speed(models: list[str], frames: int, size: int) -> dict:
             "ms_per_frame": 1000 * per_frame,
             "prior_ms": 1000 * prior,
             "prior_share": prior / per_frame,
+            "cut_check_ms": 1000 * cut_check,
         }
     return out
 
