@@ -528,6 +528,11 @@ def test_animate_face_opens_the_mouth_and_blinks():
     assert seq.shape == (50, 137, 3) and mouth.max() - mouth.min() > 1.0
     lid = np.linalg.norm(face[:, 37, :2] - face[:, 41, :2], axis=1)
     assert lid.min() < 0.5 * lid.max()
+    # without the roll, the mouth opens symmetrically: its inner corners (60, 64) move alike, as do the
+    # outer ones (48, 54)
+    level = animate_face(kps, 50, 25.0, tilt_deg=0.0)[:, FACE, 1]
+    for left, right in ((48, 54), (60, 64)):
+        np.testing.assert_allclose(level[:, left] - level[0, left], level[:, right] - level[0, right], atol=1e-3)
 
 
 def test_keypoint_warp_picks_the_reference_in_the_closest_pose():

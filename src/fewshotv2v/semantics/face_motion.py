@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from fewshotv2v.semantics.keypoints import FACE
+from fewshotv2v.semantics.keypoints import FACE, LOWER_LIP
 
 # Face-local iBUG indices (see semantics.keypoints.FACE_CONTOURS).
 _CHIN = list(range(5, 12))  # lower jaw: follows the mouth opening
-_LOWER_LIP = [*range(55, 60), *range(64, 68)]
 _UPPER_LIDS = {37: 41, 38: 40, 43: 47, 44: 46}  # upper lid point -> the lower lid point it closes onto
 _INNER = list(range(17, 68))  # brows, nose, eyes, mouth: shift against the jaw for the yaw
 
@@ -51,7 +50,7 @@ def animate_face(
         # Speech: bursts of fast open/close under a slow envelope.
         envelope = 0.5 + 0.5 * np.sin(2 * np.pi * t / 1.7)
         opening = talk * width * envelope * max(0.0, np.sin(2 * np.pi * t / 0.36))
-        xy[_LOWER_LIP, 1] += opening
+        xy[LOWER_LIP, 1] += opening  # the mouth's corners (48, 54, 60, 64) stay
         xy[_CHIN, 1] += 0.6 * opening
         if blink_every > 0 and (t % blink_every) < 0.12:
             for upper, lower in _UPPER_LIDS.items():
