@@ -60,8 +60,10 @@ def test_demo_writes_video_side_by_side_and_reference(tmp_path):
     assert np.abs(face_frames[0] - photo).mean() < 6.0  # it is the photo
     moved = np.abs(face_frames - face_frames[:1]).mean(axis=(1, 2, 3))
     assert moved.max() > 0.3  # and the face moves
-    corner = np.abs(face_frames[:, -100:, -100:] - photo[-100:, -100:]).max()
-    assert corner < 20  # far from the face the photo stays as it was
+    # Far from the face the photo stays as it was, up to H.264's noise (a lone pixel at a sharp black and
+    # white edge may be off by ~35 levels, so the bulk is checked, not the worst pixel).
+    corner = np.abs(face_frames[:, -100:, -100:] - photo[-100:, -100:])
+    assert corner.mean() < 2.5 and np.percentile(corner, 99) < 10
 
 
 def test_demo_refuses_to_overwrite(tmp_path):

@@ -532,7 +532,8 @@ def test_animate_face_opens_the_mouth_and_blinks():
     # outer ones (48, 54)
     level = animate_face(kps, 50, 25.0, tilt_deg=0.0)[:, FACE, 1]
     for left, right in ((48, 54), (60, 64)):
-        np.testing.assert_allclose(level[:, left] - level[0, left], level[:, right] - level[0, right], atol=1e-3)
+        moved_left, moved_right = level[:, left] - level[0, left], level[:, right] - level[0, right]
+        np.testing.assert_allclose(moved_left, moved_right, atol=1e-3)
 
 
 def test_keypoint_warp_picks_the_reference_in_the_closest_pose():

@@ -101,6 +101,70 @@ def test_writer_pads_odd_sizes_and_is_atomic(tmp_path):
     assert V.probe(out).num_frames == 1
 
 
+def test_writer_encodes_and_tags_bt709_so_every_player_shows_the_same_colours(tmp_path):
+    """Browsers and mpv read an untagged HD H.264 stream as BT.709 while FFmpeg reads it as BT.601: the
+    writer converts by the BT.709 matrix and says so in the stream, so saturated colours survive both."""
+    from av.video.reformatter import ColorRange, Colorspace
+
+    colours = [(255, 0, 0), (40, 180, 90), (16, 16, 16), (235, 200, 180)]
+    img = np.zeros((32, 128, 3), np.uint8)
+    for n, c in enumerate(colours):
+        img[:, 32 * n : 32 * (n + 1)] = c
+    out = tmp_path / "c.mp4"
+    with V.VideoWriter(out, 10) as w:
+        w.write(img)
+    with av.open(str(out)) as f:
+        ctx = f.streams.video[0].codec_context
+        assert (int(ctx.colorspace), int(ctx.color_range)) == (int(Colorspace.ITU709), int(ColorRange.MPEG))
+        frame = next(f.decode(video=0))
+
+        def decoded_as(matrix):
+            rgb = frame.reformat(format="rgb24", src_colorspace=matrix, src_color_range=ColorRange.MPEG)
+            return rgb.to_ndarray().astype(int)
+
+        as709, as601 = decoded_as(Colorspace.ITU709), decoded_as(Colorspace.ITU601)
+    centres = [(16, 32 * n + 16) for n in range(len(colours))]
+    assert all(np.abs(as709[y, x] - c).max() <= 4 for (y, x), c in zip(centres, colours, strict=True))
+    assert np.abs(as601[16, 16] - colours[0]).max() > 15  # the matrices differ: the tag matters
+    # This package's reader follows the tag.
+    back = next(V.read_frames(out)).image.astype(int)
+    assert all(np.abs(back[y, x] - c).max() <= 4 for (y, x), c in zip(centres, colours, strict=True))
+
+
+def _untagged_video(path, size, matrix):
+    """One frame of pure red (w, h = size) encoded by `matrix`, the stream not saying which (as many
+    encoders write it)."""
+    from av.video.reformatter import ColorRange
+
+    img = np.zeros((size[1], size[0], 3), np.uint8)
+    img[..., 0] = 255
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame = frame.reformat(format="yuv420p", dst_colorspace=matrix, dst_color_range=ColorRange.MPEG)
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            out.mux(packet)
+    return path
+
+
+def test_reader_takes_untagged_hd_video_as_bt709_and_sd_as_bt601(tmp_path):
+    """As players do: an untagged HD stream was (almost always) encoded BT.709, an SD one BT.601. Read by
+    FFmpeg's BT.601 default, the HD red would be (232, 0, 1)."""
+    from av.video.reformatter import Colorspace
+
+    hd = _untagged_video(tmp_path / "hd.mp4", (1280, 720), Colorspace.ITU709)
+    sd = _untagged_video(tmp_path / "sd.mp4", (640, 480), Colorspace.ITU601)
+    with av.open(str(hd)) as f:
+        assert int(next(f.decode(video=0)).colorspace) == 2  # unspecified
+    for path in (hd, sd):
+        red = next(V.read_frames(path)).image[100, 100].astype(int)
+        assert np.abs(red - (255, 0, 0)).max() <= 3, (path.name, red)
+    # The guess is made on the stored size, so a smaller decode of the HD video reads the same colour.
+    small = next(V.read_frames(hd, size=(64, 36))).image[10, 10].astype(int)
+    assert np.abs(small - (255, 0, 0)).max() <= 3
+
+
 @pytest.mark.parametrize("hard_links", [True, False])
 def test_writer_never_clobbers_an_output_that_appeared_meanwhile(tmp_path, monkeypatch, hard_links):
     """Two writers of one output without overwrite: the one that finishes second fails, the first one's

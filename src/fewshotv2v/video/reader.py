@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+from av.video.reformatter import Colorspace
 
 from fewshotv2v.errors import InputError
 from fewshotv2v.video.images import (
@@ -76,6 +77,22 @@ def probe(path: str | Path) -> VideoInfo:
             duration = container.duration / av.time_base
         num = stream.frames or (round(duration * fps) if duration else None)
         return VideoInfo(fps, w, h, num or None, duration, rotation, bool(container.streams.audio), False)
+
+
+_MATRIX_UNSPECIFIED = 2  # matrix_coefficients 2 (ITU-T H.273): the stream does not say; PyAV names no 2
+
+
+def _untagged_matrix(frame: av.VideoFrame) -> Colorspace | None:
+    """The colour matrix to assume for a YUV frame whose stream does not say (None: FFmpeg's BT.601).
+
+    Players guess by size (mpv, VLC and browsers: BT.709 from 1280 wide or 577 tall, the HD encoders'
+    default), and an HD encoder that leaves the tag out almost always used BT.709: read as FFmpeg's
+    BT.601 its pure red comes out (232, 0, 1). Full-range `yuvj` frames (JPEG-style, BT.601 by JFIF) and
+    RGB frames keep FFmpeg's reading."""
+    name = frame.format.name
+    if int(frame.colorspace) != _MATRIX_UNSPECIFIED or not name.startswith("yuv") or name.startswith("yuvj"):
+        return None
+    return Colorspace.ITU709 if frame.width >= 1280 or frame.height > 576 else None
 
 
 class _Counter:
@@ -213,11 +230,13 @@ class VideoReader:
                 w, h = av_frame.width, av_frame.height
                 dw, dh = (h, w) if rotation % 180 else (w, h)  # displayed size
                 tw, th = self._target_size(dw, dh)
+                matrix = _untagged_matrix(av_frame)  # from the full size, before any resize
                 if (tw, th) != (dw, dh):
                     rw, rh = (th, tw) if rotation % 180 else (tw, th)  # resize before rotating
                     interp = "AREA" if tw * th < dw * dh else "BILINEAR"
                     av_frame = av_frame.reformat(width=rw, height=rh, interpolation=interp)
-                image = rotate_image(av_frame.to_ndarray(format="rgb24"), rotation)
+                rgb = av_frame.to_ndarray(format="rgb24", src_colorspace=matrix)
+                image = rotate_image(rgb, rotation)
                 yield Frame(n, t, image)
                 n += 1
             if decoded == 0:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
 from fewshotv2v._files import give_default_mode
 from fewshotv2v.errors import InputError, OutputExistsError, check_output_folder
@@ -99,6 +100,30 @@ def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
         os.replace(tmp, path)
         return
     tmp.unlink()
+
+
+def _tag_bt709(stream: av.video.stream.VideoStream) -> None:
+    """Tag an H.264 stream BT.709, limited range (written into its VUI), as `_yuv_frame` converts.
+
+    Untagged, players guess: FFmpeg (and so this package's reader) and most SD paths take BT.601, browsers
+    and mpv take BT.709 for HD sizes, so an untagged BT.601 encode shows reds shifted towards orange and
+    greens darker there (pure red read back as (255, 23, 0)). Tagged, every player decodes the same."""
+    ctx = stream.codec_context
+    ctx.colorspace, ctx.color_range = Colorspace.ITU709, ColorRange.MPEG
+    ctx.color_primaries, ctx.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
+
+
+def _yuv_frame(image: np.ndarray) -> av.VideoFrame:
+    """`uint8 (H, W, 3)` RGB (even sides) -> a yuv420p frame by the BT.709 matrix, limited range, tagged
+    so (sRGB and BT.709 share their primaries, and their transfer curves are taken as one, as players do)."""
+    rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    return rgb.reformat(
+        format="yuv420p",
+        dst_colorspace=Colorspace.ITU709,
+        dst_color_range=ColorRange.MPEG,
+        dst_color_primaries=ColorPrimaries.BT709,
+        dst_color_trc=ColorTrc.BT709,
+    )
 
 
 def _even_pad(image: np.ndarray) -> np.ndarray:
@@ -221,12 +246,13 @@ class VideoWriter:
             self._video.width, self._video.height = w, h
             self._video.pix_fmt = "yuv420p"
             self._video.options = {"crf": str(self.crf), "preset": self.preset}
+            _tag_bt709(self._video)
             self._size = (h, w)
             if self._audio_in is not None:
                 self._add_audio_stream()
         elif (h, w) != self._size:
             raise ValueError(f"frame size {(h, w)} differs from the first frame's {self._size}")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame = _yuv_frame(image)
         frame.pts = self.frames_written
         frame.time_base = 1 / self.rate
         for packet in self._video.encode(frame):
@@ -346,13 +372,14 @@ def write_test_video(
         video.width, video.height = first.shape[1], first.shape[0]
         video.pix_fmt = "yuv420p"
         video.options = {"crf": str(crf)}
+        _tag_bt709(video)
         video.codec_context.time_base = tick
         if rotation:
             video.set_display_rotation(rotation)
         tone = _Tone(out, tone_hz, sample_rate, audio_codec) if tone_hz else None
         end = 0.0
         for n, image in enumerate(_chain(first, frames)):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_even_pad(image)), format="rgb24")
+            frame = _yuv_frame(_even_pad(image))
             t = times[n] if times is not None else n / fps
             frame.pts = round(t / tick)
             frame.time_base = tick
