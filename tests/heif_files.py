@@ -63,11 +63,13 @@ def write_heic(
     mirror: int | None = None,
     clap: tuple[int, int, int, int] | None = None,
     alpha: np.ndarray | None = None,
+    icc: bytes | None = None,
 ) -> None:
     """`image uint8 (H, W, 3)` as a HEIC file: a grid of `tile` x `tile` pictures (one picture when None),
     `rotation` quarter turns counter-clockwise (`irot`), `mirror` 0 / 1 (`imir` mode), `clap` (width,
     height, horizontal and vertical offset of the crop's centre from the image's centre, whole pixels),
-    `alpha uint8 (H, W)` as an auxiliary image. Transforms are listed clap, irot, imir, as HEIF requires."""
+    `alpha uint8 (H, W)` as an auxiliary image, `icc` an ICC profile (a `colr` of type `prof`, beside an
+    nclx one as phones write both). Transforms are listed clap, irot, imir, as HEIF requires."""
     props: list[bytes] = []  # ipco children; property index = position + 1
     types: dict[int, bytes] = {}  # item id -> item type
     associations: dict[int, list[int]] = {}  # item id -> property indices, in order
@@ -110,7 +112,10 @@ def write_heic(
         refs.append((b"dimg", grid, ids))
         return grid
 
-    transforms = []
+    transforms = []  # descriptive properties first, then the transforms in their order
+    if icc is not None:
+        nclx = box(b"colr", b"nclx" + struct.pack(">HHHB", 1, 13, 6, 0))  # sRGB primaries / curve, BT.601
+        transforms += [prop(nclx), prop(box(b"colr", b"prof" + icc))]
     if clap:
         cw, ch, dx, dy = clap
         transforms.append(prop(box(b"clap", struct.pack(">IIIIiIiI", cw, 1, ch, 1, dx, 1, dy, 1))))

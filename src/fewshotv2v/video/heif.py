@@ -7,7 +7,8 @@ the grid only as a stream group, which PyAV does not expose: decoding the file a
 tile, silently. So this module reads the file's item structure itself (ISO/IEC 14496-12 boxes, ISO/IEC
 23008-12 items), decodes each tile's bitstream with PyAV's decoder directly (the `hvcC` / `av1C` property
 as extradata), lays the tiles out, lays a transparent photo over white (its alpha is an auxiliary image),
-and applies the transforms in the order the file lists them.
+and applies the transforms in the order the file lists them. A `colr` ICC profile (an iPhone's Display
+P3) is converted to sRGB by `video.icc`.
 
 The EXIF orientation stored beside a HEIF image is not applied: HEIF says `irot` / `imir` are the
 orientation (an iPhone writes both, consistently), and applying both would turn the photo twice.
@@ -23,6 +24,7 @@ import av
 import numpy as np
 
 from fewshotv2v.errors import InputError
+from fewshotv2v.video.icc import to_srgb
 
 # `ftyp` brands of HEIF still images (HEVC, AVIF and the generic MIAF / image-file brands).
 HEIF_BRANDS = frozenset({b"mif1", b"msf1", b"miaf", b"heic", b"heix", b"heim", b"heis", b"avif", b"avis"})
@@ -53,6 +55,10 @@ class _Item:
     def prop(self, kind: str) -> bytes | None:
         return next((payload for k, payload in self.properties if k == kind), None)
 
+    def colour(self, *kinds: bytes) -> bytes | None:
+        """The first `colr` property of one of `kinds` (`nclx`, `prof`, `rICC`): an item may have two."""
+        return next((p for k, p in self.properties if k == "colr" and p[:4] in kinds), None)
+
 
 def is_heif(head: bytes) -> bool:
     """Whether a file starting with `head` (at least its first 32 bytes) is a HEIF still image."""
@@ -69,6 +75,8 @@ def read_heif(path: str | Path, *, gray: bool = False) -> np.ndarray:
     try:
         primary, items, idat = _parse(data)
         image = _decode_item(primary, items, data, idat, gray)
+        if not gray:
+            image = to_srgb(image, _profile_of(primary, items))
         alpha = _alpha_of(primary, items)
         if alpha is not None:
             image = _over_white(image, _decode_item(alpha, items, data, idat, True, alpha=True))
@@ -262,7 +270,7 @@ def _decode_grid(
     tiles_items = [items.get(i) for i in tile_ids]
     if any(t is None for t in tiles_items):
         raise _Broken("a grid tile is not described")
-    tiles = _decode_coded(tiles_items, data, idat, gray, colour=entry.prop("colr"), alpha=alpha)
+    tiles = _decode_coded(tiles_items, data, idat, gray, colour=entry.colour(b"nclx"), alpha=alpha)
     th, tw = tiles[0].shape[:2]
     if any(t.shape != tiles[0].shape for t in tiles) or cols * tw < width or rows * th < height:
         raise _Broken("grid tiles of different sizes, or too few to cover the image")
@@ -305,7 +313,7 @@ def _decode_coded(
             raise _Broken(f"{len(members)} pictures gave {len(frames)} frames")
         for frame in frames:
             n = members[frame.pts or 0]
-            matrix, full_range = (None, True) if alpha else _nclx(entries[n].prop("colr") or colour)
+            matrix, full_range = (None, True) if alpha else _nclx(entries[n].colour(b"nclx") or colour)
             out[n] = frame.reformat(
                 format=fmt,
                 src_colorspace=matrix,
@@ -332,6 +340,21 @@ def _decoder(codec: str) -> av.CodecContext:
         except (av.error.FFmpegError, ValueError):
             continue
     raise _Unsupported(f"this PyAV build has no {codec} decoder")
+
+
+def _profile_of(primary: _Item, items: dict[int, _Item]) -> bytes | None:
+    """The ICC profile of the primary image: a `colr` of type `prof` / `rICC` on it, else on the item it
+    is made from (a grid's first tile, an `iden`'s source)."""
+    entry = primary
+    for _ in range(4):  # grid -> tile, iden -> source: never deeper than a few steps
+        colr = entry.colour(b"prof", b"rICC")
+        if colr is not None:
+            return colr[4:]
+        sources = entry.refs.get("dimg")
+        if not sources or sources[0] not in items:
+            return None
+        entry = items[sources[0]]
+    return None
 
 
 def _alpha_of(primary: _Item, items: dict[int, _Item]) -> _Item | None:

@@ -12,6 +12,7 @@ import numpy as np
 from fewshotv2v.errors import InputError
 from fewshotv2v.video.exif import EXIF_SCAN, exif_orientation, upright
 from fewshotv2v.video.heif import is_heif, read_heif
+from fewshotv2v.video.icc import embedded_profile, to_srgb
 from fewshotv2v.video.types import _AV_ERRORS, IMAGE_SUFFIXES
 
 # --------------------------------------------------------------------------------------------------
@@ -25,7 +26,8 @@ def is_image_file(path: str | Path) -> bool:
 
 def read_image(path: str | Path, *, gray: bool = False) -> np.ndarray:
     """Read an image file -> `uint8 (H, W, 3)` RGB (or `uint8 (H, W)` with `gray=True`), upright: its
-    EXIF orientation (a phone's portrait photo stored as landscape pixels) is applied (`video.exif`).
+    EXIF orientation (a phone's portrait photo stored as landscape pixels) is applied (`video.exif`), and
+    its colour profile (an iPhone's Display P3) converted to sRGB (`video.icc`).
     Transparent pixels are shown over white. HEIF / HEIC / AVIF photos are put together from their tiles
     and turned by their own properties (`video.heif`)."""
     path = Path(path)
@@ -43,7 +45,10 @@ def read_image(path: str | Path, *, gray: bool = False) -> np.ndarray:
             if not container.streams.video:
                 raise InputError(f"not an image: {path}")
             for frame in container.decode(video=0):
-                image = frame.to_ndarray(format="gray") if gray else _rgb(frame)
+                if gray:
+                    image = frame.to_ndarray(format="gray")
+                else:
+                    image = to_srgb(_rgb(frame), embedded_profile(head))
                 return upright(image, exif_orientation(head))
     except _AV_ERRORS as exc:
         raise InputError(f"cannot read image {path}: {_short(exc)}") from exc
