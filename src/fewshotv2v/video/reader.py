@@ -10,6 +10,7 @@ import av
 from av.video.reformatter import Colorspace
 
 from fewshotv2v.errors import InputError
+from fewshotv2v.video.hdr import hdr_to_sdr, hdr_transfer
 from fewshotv2v.video.images import (
     _short,
     fit_size,
@@ -230,12 +231,16 @@ class VideoReader:
                 w, h = av_frame.width, av_frame.height
                 dw, dh = (h, w) if rotation % 180 else (w, h)  # displayed size
                 tw, th = self._target_size(dw, dh)
-                matrix = _untagged_matrix(av_frame)  # from the full size, before any resize
+                # How to read the colours, decided on the stored frame (the untagged guess is by its size).
+                matrix, transfer = _untagged_matrix(av_frame), hdr_transfer(av_frame)
                 if (tw, th) != (dw, dh):
                     rw, rh = (th, tw) if rotation % 180 else (tw, th)  # resize before rotating
                     interp = "AREA" if tw * th < dw * dh else "BILINEAR"
-                    av_frame = av_frame.reformat(width=rw, height=rh, interpolation=interp)
-                rgb = av_frame.to_ndarray(format="rgb24", src_colorspace=matrix)
+                    av_frame = av_frame.reformat(width=rw, height=rh, interpolation=interp)  # same format
+                if transfer is not None:
+                    rgb = hdr_to_sdr(av_frame, transfer)
+                else:
+                    rgb = av_frame.to_ndarray(format="rgb24", src_colorspace=matrix)
                 image = rotate_image(rgb, rotation)
                 yield Frame(n, t, image)
                 n += 1
