@@ -20,7 +20,6 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 PQ, HLG = 16, 18  # transfer characteristics (ITU-T H.273)
-_BT2020_NCL, _BT2020_CL = 9, 10  # matrix coefficients
 REFERENCE_WHITE = 203.0  # cd/m2: HDR's diffuse white (BT.2408), SDR's white here
 HLG_PEAK = 1000.0  # cd/m2: the display the HLG OOTF is taken for
 KNEE = 0.75  # of SDR white: below it the picture is kept as it is, above it highlights roll off
