@@ -4,6 +4,8 @@ at 203 cd/m2)."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
@@ -43,16 +45,19 @@ def write_hdr_video(path, sdr: np.ndarray, transfer: int, *, frames: int = 2, hi
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx265", rate=10)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p10le"
-        stream.options = {"x265-params": "log-level=none:crf=4"}
+        stream.options = {"x265-params": "log-level=none:crf=4:bframes=0"}
         ctx = stream.codec_context
         ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = 9, 9, transfer, 1
         yuv = rgb.reformat(
             format="yuv420p10le", dst_colorspace=Colorspace.BT2020, dst_color_range=ColorRange.MPEG
         )
+        packets = []
         for n in range(frames):
-            yuv.pts = n
-            for packet in stream.encode(yuv):
-                out.mux(packet)
-        for packet in stream.encode():
+            yuv.pts, yuv.time_base = n, Fraction(1, 10)
+            packets += stream.encode(yuv)
+        for packet in packets + stream.encode():
+            # libx265 here now and then returns a packet with a garbage dts (-9.4e13), which the muxer
+            # refuses; with no B-frames the decode order is the display order.
+            packet.dts = packet.pts
             out.mux(packet)
     return path
