@@ -64,12 +64,14 @@ def write_heic(
     clap: tuple[int, int, int, int] | None = None,
     alpha: np.ndarray | None = None,
     icc: bytes | None = None,
+    colr: tuple[str, ...] = ("nclx", "prof"),
 ) -> None:
     """`image uint8 (H, W, 3)` as a HEIC file: a grid of `tile` x `tile` pictures (one picture when None),
     `rotation` quarter turns counter-clockwise (`irot`), `mirror` 0 / 1 (`imir` mode), `clap` (width,
     height, horizontal and vertical offset of the crop's centre from the image's centre, whole pixels),
     `alpha uint8 (H, W)` as an auxiliary image, `icc` an ICC profile (a `colr` of type `prof`, beside an
-    nclx one as phones write both). Transforms are listed clap, irot, imir, as HEIF requires."""
+    nclx one as phones write both; `colr` says which and in what order). Transforms are listed clap, irot,
+    imir, as HEIF requires."""
     props: list[bytes] = []  # ipco children; property index = position + 1
     types: dict[int, bytes] = {}  # item id -> item type
     associations: dict[int, list[int]] = {}  # item id -> property indices, in order
@@ -114,8 +116,11 @@ def write_heic(
 
     transforms = []  # descriptive properties first, then the transforms in their order
     if icc is not None:
-        nclx = box(b"colr", b"nclx" + struct.pack(">HHHB", 1, 13, 6, 0))  # sRGB primaries / curve, BT.601
-        transforms += [prop(nclx), prop(box(b"colr", b"prof" + icc))]
+        payloads = {
+            "nclx": b"nclx" + struct.pack(">HHHB", 1, 13, 6, 0),  # sRGB primaries and curve, BT.601 matrix
+            "prof": b"prof" + icc,
+        }
+        transforms += [prop(box(b"colr", payloads[kind])) for kind in colr]
     if clap:
         cw, ch, dx, dy = clap
         transforms.append(prop(box(b"clap", struct.pack(">IIIIiIiI", cw, 1, ch, 1, dx, 1, dy, 1))))

@@ -96,12 +96,14 @@ def test_a_display_p3_webp_is_read_as_srgb(tmp_path):
     assert np.abs(_centres(V.read_image(path)) - _expected_srgb(P3_COLOURS)).max() <= 1
 
 
-def test_a_display_p3_heic_is_read_as_srgb(tmp_path):
-    """An iPhone's HEIC: the profile is a `colr` of type `prof` on the grid, beside an nclx one."""
+@pytest.mark.parametrize("colr", [("nclx", "prof"), ("prof", "nclx"), ("prof",)])
+def test_a_display_p3_heic_is_read_as_srgb(tmp_path, colr):
+    """An iPhone's HEIC: the profile is a `colr` of type `prof` on the grid, beside an nclx one (in either
+    order: each is found by its type), or alone."""
     image = np.tile(_swatches(), (2, 1, 1))  # 32 x 96: a 2 x 3 grid of 32 px tiles
     plain, tagged = tmp_path / "plain.heic", tmp_path / "p3.heic"
     write_heic(plain, image, tile=32)
-    write_heic(tagged, image, tile=32, icc=matrix_profile())
+    write_heic(tagged, image, tile=32, icc=matrix_profile(), colr=colr)
     stored = V.read_image(plain).astype(int)
     want = _expected_srgb(stored.reshape(-1, 3)).reshape(stored.shape)
     assert np.abs(V.read_image(tagged).astype(int) - want).max() <= 1
