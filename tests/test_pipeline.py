@@ -623,3 +623,19 @@ def test_a_cut_in_the_driving_video_starts_the_face_at_the_references_place_and_
     np.testing.assert_allclose(labels[-1], labels[0], atol=1e-5)
     counts = items[-1].counts
     assert counts.new_shots == 1 and counts.jumps_ignored == JUMP_HOLD and counts.person_changes == 0
+
+
+def test_a_4k_driving_video_is_decoded_at_most_1920_wide_unless_keypoints_come_with_it(tmp_path):
+    """A phone's 4K video gains nothing for detection and costs 4x to decode and convert: it is read with
+    its long side at 1920 (`DRIVE_MAX_SIZE`). Keypoints given with it are in its own pixels, so then the
+    frames keep their size."""
+    from fewshotv2v.inference.driving import DRIVE_MAX_SIZE, drive_source
+    from fewshotv2v.video import write_test_video
+
+    frame = np.zeros((64, 2400, 3), np.uint8)
+    path = write_test_video(tmp_path / "wide.mp4", iter([frame] * 2), fps=10, tone_hz=0)
+    source = drive_source(path)
+    sizes = [image.shape for image, _, _ in source]
+    assert sizes == [(51, DRIVE_MAX_SIZE, 3)] * 2 and source.num_frames == 2
+    given = drive_source(path, keypoints=[np.zeros((137, 3), np.float32)] * 2)
+    assert [image.shape for image, _, _ in given] == [(64, 2400, 3)] * 2
