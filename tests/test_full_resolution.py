@@ -503,6 +503,28 @@ def test_face_result_is_pasted_back_into_the_whole_photo(one_thread):
         assert np.abs(f.astype(int) - image)[outside].max() <= 2
 
 
+def test_a_face_near_the_photos_top_edge_keeps_the_edge_the_photos_colour(one_thread):
+    """The face crop reaches above a portrait cut at the hair: the warp samples beyond the photo there.
+    Black beyond it darkened the top rows (the astronaut's by 31 levels in every frame) and drew a black
+    arc where the head moved down; the crop continues the photo's border instead."""
+    from fewshotv2v.semantics.face_motion import animate_face
+
+    full, kps, _ = render_person(make_identity(2), Pose(), (200, 160), framing="face")
+    cut = 40  # the photo starts at the forehead's top: the face box reaches above it
+    image = np.ascontiguousarray(full[cut:])
+    kps = kps.copy()
+    kps[kps[:, 2] > 0, 1] -= cut
+    pipe = _pipeline("keypoint-warp-face")
+    pipe.set_references([image], keypoints=[kps])
+    assert pipe.references[0].box[1] < 0
+    moving = animate_face(kps, 8, 25.0, tilt_deg=10)
+    frames = np.stack(list(pipe.stream([image] * 8, keypoints=list(moving)))).astype(int)
+    box = pipe.references[0].box.astype(int)
+    columns = slice(max(0, box[0]), min(image.shape[1], box[2]))
+    darker = (image[:3, columns] - frames[:, :3, columns]).mean(axis=(1, 2, 3))
+    assert darker.max() < 2, darker  # with black beyond the edge: up to 7.7 levels darker as the head nods
+
+
 def test_the_face_crop_at_full_resolution_leaves_the_head_room_to_move():
     from fewshotv2v.inference.placement import FACE_FRAME_GROW
     from fewshotv2v.semantics.crops import face_crop_box

@@ -67,6 +67,30 @@ def test_vfr_timestamps_and_resampling(tmp_path):
     assert brightness == [1, 2, 2, 3, 4, 4, 4] + [5] * 7
 
 
+def test_only_some_frames_are_converted_and_they_keep_their_indices(tmp_path, monkeypatch):
+    """`only=`: picking a few reference frames from a long 4K / HDR phone video converts just those."""
+    from fewshotv2v.video import reader
+
+    src = V.write_test_video(tmp_path / "v.mp4", _frames(6), fps=10, tone_hz=0)
+    converted = []
+    real = reader._untagged_matrix
+    monkeypatch.setattr(reader, "_untagged_matrix", lambda f: converted.append(1) or real(f))
+    got = list(V.read_frames(src, only={1, 4}))
+    assert [f.index for f in got] == [1, 4] and len(converted) == 2
+    assert [round(f.image.mean() / 20) for f in got] == [2, 5]  # the frames' own brightness
+    assert np.allclose([f.time for f in got], [0.1, 0.4], atol=1e-3)
+    assert list(V.read_frames(src, only=())) == [] and len(converted) == 2
+    # A folder of frames the same way (the others are not even read).
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, image in enumerate(_frames(4)):
+        V.write_image(folder / f"{i:03d}.png", image)
+    picked = V.read_frames(folder, only=[0, 3])
+    assert [(f.index, round(f.image.mean() / 20)) for f in picked] == [(0, 1), (3, 4)]
+    with pytest.raises(ValueError):
+        V.VideoReader(src, fps=5, only=[1])
+
+
 def test_rotation_metadata_is_applied_clockwise_for_minus_90(tmp_path):
     img = np.zeros((32, 64, 3), np.uint8)
     img[:16, :16] = 255  # bright top-left corner

@@ -279,7 +279,7 @@ class Pipeline:
 
         single = items[0] if len(items) == 1 else None
         if kps_list is None and isinstance(single, str | Path) and _is_video(single):
-            picked = pick_reference_frames(single, ref_frames or 1, detect, self.mode)
+            picked = pick_reference_frames(single, ref_frames or 1, detect, self.mode, max_size=self.size)
             return [
                 prepare_reference(im, d.keypoints, self.config, mask=d.mask, name=n, size=self.size)
                 for im, d, n in picked

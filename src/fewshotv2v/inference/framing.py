@@ -75,7 +75,11 @@ class Composer:
         self.ref_crops, self.part_radius = [], []
         for r in references:
             box_hw = (int(r.box[3] - r.box[1]), int(r.box[2] - r.box[0]))
-            crop = image_to_tensor(crop_image(r.photo, r.box, box_hw))[None].to(device)
+            # Face: beyond the photo the crop continues its border (the warp samples there as the head
+            # moves: black there darkened the top rows, or drew a black arc above the hair). Pose: the
+            # person mask is 0 there, and the plate shows instead.
+            image = crop_image(r.photo, r.box, box_hw, edge=not self.has_mask)
+            crop = image_to_tensor(image)[None].to(device)
             if self.has_mask:
                 mask = torch.from_numpy(crop_image(r.photo_mask, r.box, box_hw))[None, None].float()
                 kps = transform_keypoints(r.photo_keypoints, r.box, box_hw)

@@ -112,12 +112,15 @@ def face_crop_box(
 
 
 # --------------------------------------------------------------------------------------- resampling
-def _taps(n_out: int, start: float, stop: float, n_in: int, mode: str, antialias: bool):
+def _taps(n_out: int, start: float, stop: float, n_in: int, mode: str, antialias: bool, edge: bool = False):
     """Resampling taps for one axis: source indices ``(n_out, T)`` (clipped into range) and weights
     ``(n_out, T)``. Output pixel ``j`` reads the source edge interval
-    ``[start + j * step, start + (j + 1) * step)``; weights on pixels outside ``[0, n_in)`` are zero."""
+    ``[start + j * step, start + (j + 1) * step)``; weights on pixels outside ``[0, n_in)`` are zero, or
+    with ``edge`` the outputs beyond the image read its border pixel (the source position clamped)."""
     step = (stop - start) / n_out
     s = start + (np.arange(n_out) + 0.5) * step - 0.5  # source pixel-centre coordinate of each output
+    if edge:
+        s = np.clip(s, 0.0, n_in - 1.0)
     if mode == "nearest":
         idx = np.floor(s + 0.5).astype(np.int64)[:, None]
         wts = ((idx >= 0) & (idx < n_in)).astype(np.float32)
@@ -128,11 +131,12 @@ def _taps(n_out: int, start: float, stop: float, n_in: int, mode: str, antialias
     inside = (idx >= 0) & (idx < n_in)
     wts = np.clip(1.0 - np.abs(idx - s[:, None]) / support, 0.0, None) * inside
     wts /= np.maximum(wts.sum(1, keepdims=True), 1e-12)  # renormalised over the taps inside the image
-    # Then scaled by the share of the output pixel's source interval that lies inside the image: 1 for a
-    # box inside the frame (no dark rim), 0 in the padding, a soft ramp on the frame border.
-    lo = start + np.arange(n_out) * step
-    cover = np.clip(np.minimum(lo + step, n_in) - np.maximum(lo, 0.0), 0.0, None) / step
-    wts *= cover[:, None]
+    if not edge:
+        # Then scaled by the share of the output pixel's source interval that lies inside the image: 1 for
+        # a box inside the frame (no dark rim), 0 in the padding, a soft ramp on the frame border.
+        lo = start + np.arange(n_out) * step
+        cover = np.clip(np.minimum(lo + step, n_in) - np.maximum(lo, 0.0), 0.0, None) / step
+        wts *= cover[:, None]
     keep = wts.any(0)  # drop tap columns that are zero everywhere (keep one: box wholly outside)
     keep[0] = keep[0] or not keep.any()
     return np.clip(idx[:, keep], 0, n_in - 1), wts[:, keep].astype(np.float32)
@@ -146,10 +150,13 @@ def crop_image(
     interpolation: str = "bilinear",
     antialias: bool = True,
     fill: float = 0.0,
+    edge: bool = False,
 ) -> np.ndarray:
     """Crop ``box`` out of ``image (H, W[, C])`` and resize it to ``out_hw``; same dtype out.
 
-    Parts of the box outside the image are filled with ``fill`` (black by default; street labels use 255).
+    Parts of the box outside the image are filled with ``fill`` (black by default; street labels use 255),
+    or with ``edge=True`` continue the image's border pixels (a photo a warp samples near its edge: the
+    black beyond it darkened the face crop's top rows, and drew a black arc where the head moved down).
     ``interpolation``: ``"bilinear"`` (anti-aliased when shrinking unless ``antialias=False``) or
     ``"nearest"`` (label maps, masks that must stay binary). Cost: a few taps per output pixel and axis
     (vertical pass first, on the needed columns only).
@@ -164,8 +171,8 @@ def crop_image(
     if not (x1 > x0 and y1 > y0):
         raise InputError(f"empty crop box {tuple(box)}")
     h_out, w_out = int(out_hw[0]), int(out_hw[1])
-    iy, wy = _taps(h_out, y0, y1, img.shape[0], interpolation, antialias)  # (h_out, Ty)
-    ix, wx = _taps(w_out, x0, x1, img.shape[1], interpolation, antialias)  # (w_out, Tx)
+    iy, wy = _taps(h_out, y0, y1, img.shape[0], interpolation, antialias, edge)  # (h_out, Ty)
+    ix, wx = _taps(w_out, x0, x1, img.shape[1], interpolation, antialias, edge)  # (w_out, Tx)
     c_lo, c_hi = int(ix.min()), int(ix.max()) + 1  # only the columns some output reads
     src = img[:, c_lo:c_hi]
     tmp = np.zeros((h_out, c_hi - c_lo, img.shape[2]), np.float32)  # vertical pass: (h_out, w, C)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import av
@@ -131,7 +131,10 @@ class VideoReader:
     source timestamp in seconds (`frame.time`, so VFR streams keep their true timing; frame folders use
     `folder_fps`). `size=(width, height)` or `max_size` resizes on decode; `start`/`end` (seconds) and
     `max_frames` limit the range; `fps` resamples by timestamps (nearest frame, duplicates or drops).
-    After (or during) iteration `skipped_frames` counts undecodable frames that were skipped.
+    `only` (frame indices): just those frames are yielded, with their indices; the others are decoded
+    (a video needs them) but not converted to RGB, which is most of a 4K or HDR frame's cost (picking a
+    few reference frames from a phone video). After (or during) iteration `skipped_frames` counts
+    undecodable frames that were skipped.
     """
 
     def __init__(
@@ -145,6 +148,7 @@ class VideoReader:
         max_frames: int | None = None,
         fps: float | None = None,
         folder_fps: float = DEFAULT_FOLDER_FPS,
+        only: Collection[int] | None = None,
     ):
         self.path = Path(path)
         self.size, self.max_size = size, max_size
@@ -152,6 +156,9 @@ class VideoReader:
         self.fps, self.folder_fps = fps, folder_fps
         if fps is not None and fps <= 0:
             raise InputError(f"fps must be positive, got {fps}")
+        if fps is not None and only is not None:
+            raise ValueError("only= picks source frames; it does not combine with fps=")
+        self.only = None if only is None else frozenset(only)
         self._counter = _Counter()
 
     @property
@@ -165,7 +172,11 @@ class VideoReader:
         for count, frame in enumerate(frames):
             if self.max_frames is not None and count >= self.max_frames:
                 return
-            yield Frame(count, frame.time, frame.image)
+            if frame.image is not None:  # None: a frame `only` leaves out
+                yield Frame(count, frame.time, frame.image)
+
+    def _wanted(self, n: int) -> bool:
+        return self.only is None or n in self.only
 
     def _target_size(self, width: int, height: int) -> tuple[int, int]:
         return self.size if self.size is not None else fit_size(width, height, self.max_size)
@@ -190,6 +201,7 @@ class VideoReader:
             yield from self._video_frames()
 
     def _image_frames(self, files: list[Path], fps: float) -> Iterator[Frame]:
+        n = 0  # frames in range so far: the index `Frame`s get
         for i, file in enumerate(files):
             t = i / fps
             where = self._in_range(t)
@@ -197,8 +209,13 @@ class VideoReader:
                 continue
             if where > 0:
                 return
+            if not self._wanted(n):
+                n += 1
+                yield Frame(i, t, None)
+                continue
             image = read_image(file)
             image = resize_image(image, *self._target_size(image.shape[1], image.shape[0]))
+            n += 1
             yield Frame(i, t, image)
 
     def _video_frames(self) -> Iterator[Frame]:
@@ -227,6 +244,10 @@ class VideoReader:
                 if where > 0:
                     stopped = True
                     break
+                if not self._wanted(n):
+                    yield Frame(n, t, None)
+                    n += 1
+                    continue
                 rotation = int(av_frame.rotation or 0)
                 w, h = av_frame.width, av_frame.height
                 dw, dh = (h, w) if rotation % 180 else (w, h)  # displayed size

@@ -24,7 +24,7 @@ class Frame:
 
     index: int
     time: float
-    image: np.ndarray  # uint8 (H, W, 3) RGB
+    image: np.ndarray  # uint8 (H, W, 3) RGB (inside the reader: None for a frame `only=` leaves out)
 
 
 @dataclass(frozen=True)
