@@ -184,7 +184,7 @@ def pick_reference_frames(
             slot_of.setdefault(min(total - 1, int(lo + (c + 0.5) * step)), slot)
     best: dict[int, tuple[float, np.ndarray, object, str]] = {}
     last = max(slot_of)
-    for frame in read_frames(path, only=slot_of, max_size=max_size):
+    for frame in read_frames(path, only=slot_of.keys(), max_size=max_size):
         slot = slot_of.get(frame.index)
         if slot is not None:
             det = detect(frame.image)

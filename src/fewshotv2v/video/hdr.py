@@ -78,8 +78,8 @@ def _tone_map(light: np.ndarray) -> np.ndarray:
     """Linear light (1 = SDR white, more in highlights) -> [0, 1]: kept up to KNEE, then rolled off
     towards 1 with the same slope at the knee; applied to each pixel's largest channel, the others scaled
     alike (hue and saturation kept). Modifies and returns `light`."""
-    peak = np.maximum(np.maximum(light[..., 0], light[..., 1]), light[..., 2])  # (a max over axis -1 of
-    # size 3 is several times slower)
+    # The largest channel, pairwise: a reduction over an axis of size 3 is several times slower.
+    peak = np.maximum(np.maximum(light[..., 0], light[..., 1]), light[..., 2])
     rolled = KNEE - (1 - KNEE) * np.expm1((KNEE - peak) / (1 - KNEE))
     light *= np.where(peak > KNEE, rolled / np.maximum(peak, KNEE), np.float32(1.0))[..., None]
     return light

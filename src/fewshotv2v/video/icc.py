@@ -138,10 +138,6 @@ def _curve(tag: bytes, x: np.ndarray) -> np.ndarray:
     raise ValueError("not a tone curve")
 
 
-def _srgb_decode(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
 def _srgb_encode(y: np.ndarray) -> np.ndarray:
     y = np.clip(y, 0.0, 1.0)
     return np.where(y <= 0.0031308, 12.92 * y, 1.055 * np.power(y, 1 / 2.4) - 0.055)

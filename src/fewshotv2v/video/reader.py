@@ -209,14 +209,12 @@ class VideoReader:
                 continue
             if where > 0:
                 return
-            if not self._wanted(n):
-                n += 1
+            wanted, n = self._wanted(n), n + 1
+            if not wanted:
                 yield Frame(i, t, None)
                 continue
             image = read_image(file)
-            image = resize_image(image, *self._target_size(image.shape[1], image.shape[0]))
-            n += 1
-            yield Frame(i, t, image)
+            yield Frame(i, t, resize_image(image, *self._target_size(image.shape[1], image.shape[0])))
 
     def _video_frames(self) -> Iterator[Frame]:
         with _open_input(self.path) as container:

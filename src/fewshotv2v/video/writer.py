@@ -102,15 +102,20 @@ def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
     tmp.unlink()
 
 
-def _tag_bt709(stream: av.video.stream.VideoStream) -> None:
-    """Tag an H.264 stream BT.709, limited range (written into its VUI), as `_yuv_frame` converts.
+def _add_h264_stream(out, rate, width: int, height: int, options: dict[str, str]):
+    """An H.264 yuv420p video stream on container `out`, tagged BT.709, limited range (in its VUI), as
+    `_yuv_frame` converts.
 
     Untagged, players guess: FFmpeg (and so this package's reader) and most SD paths take BT.601, browsers
     and mpv take BT.709 for HD sizes, so an untagged BT.601 encode shows reds shifted towards orange and
     greens darker there (pure red read back as (255, 23, 0)). Tagged, every player decodes the same."""
+    stream = out.add_stream("libx264", rate=rate)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.options = options
     ctx = stream.codec_context
     ctx.colorspace, ctx.color_range = Colorspace.ITU709, ColorRange.MPEG
     ctx.color_primaries, ctx.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
+    return stream
 
 
 def _yuv_frame(image: np.ndarray) -> av.VideoFrame:
@@ -242,11 +247,8 @@ class VideoWriter:
         image = _even_pad(image)
         h, w = image.shape[:2]
         if self._video is None:
-            self._video = self._out.add_stream("libx264", rate=self.rate)
-            self._video.width, self._video.height = w, h
-            self._video.pix_fmt = "yuv420p"
-            self._video.options = {"crf": str(self.crf), "preset": self.preset}
-            _tag_bt709(self._video)
+            options = {"crf": str(self.crf), "preset": self.preset}
+            self._video = _add_h264_stream(self._out, self.rate, w, h, options)
             self._size = (h, w)
             if self._audio_in is not None:
                 self._add_audio_stream()
@@ -368,11 +370,7 @@ def write_test_video(
     fmt = "matroska" if path.suffix == ".mkv" else "mp4"
     with av.open(str(path), "w", format=fmt) as out:
         first = _even_pad(first)
-        video = out.add_stream("libx264", rate=_rate(fps))
-        video.width, video.height = first.shape[1], first.shape[0]
-        video.pix_fmt = "yuv420p"
-        video.options = {"crf": str(crf)}
-        _tag_bt709(video)
+        video = _add_h264_stream(out, _rate(fps), first.shape[1], first.shape[0], {"crf": str(crf)})
         video.codec_context.time_base = tick
         if rotation:
             video.set_display_rotation(rotation)
