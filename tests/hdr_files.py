@@ -35,17 +35,27 @@ def pq_signal(light: np.ndarray) -> np.ndarray:
     return ((c1 + c2 * y) / (1 + c3 * y)) ** m2
 
 
-def write_hdr_video(path, sdr: np.ndarray, transfer: int, *, frames: int = 2, highlight: float = 1.0):
+def write_hdr_video(
+    path,
+    sdr: np.ndarray,
+    transfer: int,
+    *,
+    frames: int = 2,
+    highlight: float = 1.0,
+    fps: int = 10,
+    x265: str = "crf=4",
+):
     """`sdr uint8 (H, W, 3)` (BT.709, coded for a BT.1886 display), its light times `highlight`, as an
-    HDR video of `frames` equal frames."""
+    HDR video of `frames` equal frames at `fps`; `x265`: more x265 parameters (`crf=22:preset=ultrafast`
+    for a quick 4K clip)."""
     light = (sdr / 255.0) ** 2.4 * highlight @ _BT2020_FROM_BT709.T * 203.0  # cd/m2, BT.2020 RGB
     signal = hlg_signal(light) if transfer == HLG else pq_signal(light)
     rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(signal.astype(np.float32)), format="gbrpf32le")
     h, w = sdr.shape[:2]
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx265", rate=10)
+        stream = out.add_stream("libx265", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p10le"
-        stream.options = {"x265-params": "log-level=none:crf=4:bframes=0"}
+        stream.options = {"x265-params": f"log-level=none:bframes=0:{x265}"}
         ctx = stream.codec_context
         ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = 9, 9, transfer, 1
         yuv = rgb.reformat(
@@ -53,7 +63,7 @@ def write_hdr_video(path, sdr: np.ndarray, transfer: int, *, frames: int = 2, hi
         )
         packets = []
         for n in range(frames):
-            yuv.pts, yuv.time_base = n, Fraction(1, 10)
+            yuv.pts, yuv.time_base = n, Fraction(1, fps)
             packets += stream.encode(yuv)
         for packet in packets + stream.encode():
             # libx265 here now and then returns a packet with a garbage dts (-9.4e13), which the muxer

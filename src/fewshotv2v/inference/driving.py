@@ -40,8 +40,8 @@ from fewshotv2v.semantics.tracking import HeightJumpGuard, PersonTracker, SceneC
 DEFAULT_FPS = 25.0
 # Driving videos are decoded with their long side at most this (when no keypoints come with them, which
 # are in the video's own pixels): a phone's 4K video gains nothing for the detector, the cut check or the
-# side-by-side panel, and cost 4x the decode, conversion and mask work (4K HDR: 661 ms a frame to read
-# against 136 ms at 1920).
+# side-by-side panel, and cost 4x the decode, conversion and mask work (4K HDR: 605 ms a frame to read
+# against 129 ms at 1920; `benchmarks/phone_media.py`).
 DRIVE_MAX_SIZE = 1920
 NO_PERSON_SECONDS = 2.0  # a driving video with nobody in its first 2 s fails then, not after the whole video
 

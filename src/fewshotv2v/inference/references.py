@@ -164,7 +164,7 @@ def pick_reference_frames(
     slots; `candidates_per_slot` evenly spaced frames per slot are detected and the most confident
     detection of each slot is kept. Slots without any person are skipped; no person at all raises
     `NoPersonError`. Only the candidates are converted to RGB, at most `max_size` on their long side (the
-    output's cap): a phone's 4K HDR video cost 0.66 s a frame to convert whole, for every frame.
+    output's cap): a phone's 4K HDR video cost about 0.6 s a frame to convert whole, for every frame.
     """
     from fewshotv2v.video import probe, read_frames
 
